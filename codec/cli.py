@@ -1,0 +1,213 @@
+"""The ``udic`` command line: encode, decode, info, models.
+
+Every failure the user can cause ends in one line on stderr (``udic: error: ...``) and a
+non-zero exit: 2 for bad input or usage, 3 for a missing model, 1 for anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_MODEL = 3
+EXIT_INTERNAL = 1
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+def _register_checkpoints(specs: Sequence[str]) -> None:
+    from codec.zoo import register_checkpoint
+
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        if not sep:
+            raise CliError(f"--checkpoint takes NAME=PATH[@ARCH], got {spec!r}")
+        path, _, arch = rest.partition("@")
+        register_checkpoint(name, Path(path), arch or None)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from codec.coder import encode_report
+
+    inputs: list[Path] = args.inputs
+    out: Path | None = args.output
+    if len(inputs) > 1 and out is not None and not out.is_dir():
+        raise CliError("with several inputs, -o must be an existing folder")
+    bar = tqdm(inputs, desc="encode", unit="img", disable=len(inputs) < 2 or args.quiet, file=sys.stderr)
+    for src in bar:
+        dst = (out / (src.stem + ".udic") if out is not None and out.is_dir() else out) or src.with_suffix(".udic")
+        res = encode_report(src, model=args.model, quality=args.quality, lmbda=args.lmbda, max_pixels=args.max_pixels)
+        _write_atomic(dst, res.data)
+        if not args.quiet:
+            quality = args.quality if args.quality is not None else res.level + 1
+            tqdm.write(
+                f"{src} -> {dst}: {res.width}x{res.height}, {len(res.data)} bytes, "
+                f"{res.bpp:.4f} bpp, PSNR {res.psnr:.2f} dB (model {res.model}, quality {quality:g})",
+                file=sys.stdout,
+            )
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from codec.coder import decode_image
+
+    src: Path = args.input
+    dst: Path = args.output or src.with_suffix(".png")
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {src}: {exc.strerror or exc}") from None
+    img = decode_image(data)
+    if dst.suffix.lower() not in (".png", ".tif", ".tiff", ".bmp", ".webp"):
+        raise CliError(
+            f"decode writes a lossless image: use .png, .tif, .bmp or .webp, not {dst.suffix or 'no suffix'}"
+        )
+    import io
+
+    buf = io.BytesIO()
+    pil = img.to_pil()
+    fmt = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".webp": "WEBP"}[dst.suffix.lower()]
+    pil.save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    _write_atomic(dst, buf.getvalue())
+    if not args.quiet:
+        print(f"{src} -> {dst}: {pil.width}x{pil.height} {pil.mode}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from codec.coder import read_header
+
+    try:
+        data = args.input.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.input}: {exc.strerror or exc}") from None
+    info = read_header(data)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            if key == "bpp":
+                value = f"{value:.4f}"
+            print(f"{key:15s} {value}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from codec.zoo import ModelError, default_registry
+
+    reg = default_registry()
+    for name in reg.names():
+        try:
+            m = reg.get(name, 1 if name != "default" else None) if name == "default" or args.load_all else None
+        except ModelError as exc:
+            print(f"{name:24s} unavailable: {exc}")
+            continue
+        if m is None:
+            print(f"{name:24s} (CompressAI zoo; downloads on first use)")
+        else:
+            lo, hi = m.quality_range
+            print(f"{name:24s} hash {m.hash.hex()} qualities {lo:g}-{hi:g} {m.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from codec import __version__
+    from codec.imageio import DEFAULT_MAX_PIXELS
+
+    p = argparse.ArgumentParser(prog="udic", description="Universal deep image compression (codec CLI).")
+    p.add_argument("--version", action="version", version=f"udic {__version__}")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[@ARCH]",
+        help="register a local checkpoint as a model",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("encode", help="compress images into .udic bitstreams")
+    e.add_argument("inputs", nargs="+", type=Path)
+    e.add_argument(
+        "-o", "--output", type=Path, help="output file, or folder for several inputs (default: beside the input)"
+    )
+    e.add_argument("-m", "--model", default="default", help="model name (see `udic models`)")
+    g = e.add_mutually_exclusive_group()
+    g.add_argument(
+        "-q", "--quality", type=float, help="quality: 1-6 (fractions allowed) for default, 1-8 for zoo models"
+    )
+    g.add_argument(
+        "--lambda", dest="lmbda", type=float, help="rate-distortion lambda instead of a quality (variable-rate models)"
+    )
+    e.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help="decode a .udic bitstream to a lossless image")
+    d.add_argument("input", type=Path)
+    d.add_argument("-o", "--output", type=Path, help="output image (.png default)")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_decode)
+
+    i = sub.add_parser("info", help="print the header of a .udic bitstream")
+    i.add_argument("input", type=Path)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    m = sub.add_parser("models", help="list the models this installation knows")
+    m.add_argument("--load-all", action="store_true", help="also try to load zoo models (needs their weights)")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.simplefilter("ignore")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from codec.bitstream import BitstreamError
+    from codec.imageio import ImageInputError
+    from codec.zoo import ModelError
+
+    try:
+        _register_checkpoints(args.checkpoint)
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"udic: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (BitstreamError, ImageInputError) as exc:
+        print(f"udic: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ModelError as exc:
+        print(f"udic: error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    except KeyboardInterrupt:
+        print("udic: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback for the user
+        print(f"udic: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Where the shared images are, and the standard ``bench-256`` subset.
+
+The datasets live outside the repo (``../shared/datasets`` next to the checkout, or the folder
+named by ``UDIC_DATASETS``). Everything that needs them asks here and skips cleanly when they are
+absent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DOMAINS: tuple[str, ...] = ("kodak", "line", "comic", "vector", "screen", "pixel")
+OUT_OF_DOMAIN: tuple[str, ...] = DOMAINS[1:]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+
+
+def datasets_root() -> Path | None:
+    """The shared datasets folder, or None when it is not on this machine."""
+    env = os.environ.get("UDIC_DATASETS")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve().parent.parent
+    candidates += [here.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of a folder, sorted by name (the order bench-256 is defined in)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.float64)
+    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+
+
+def most_detailed_window(rgb: np.ndarray, size: int = 256, stride: int = 32) -> tuple[int, int]:
+    """Top-left (x, y) of the window with the largest sum of absolute luma differences.
+
+    The bench-256 rule of ../shared/datasets/README.md: corners on a ``stride`` grid, horizontal
+    and vertical differences inside the window only, ties to the smallest y then smallest x.
+    """
+    h, w = rgb.shape[:2]
+    if h <= size and w <= size:
+        return 0, 0
+    lum = luma(rgb)
+    dx = np.abs(np.diff(lum, axis=1))  # h x (w-1)
+    dy = np.abs(np.diff(lum, axis=0))  # (h-1) x w
+    # integral images for O(1) window sums
+    ix = np.pad(dx.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    iy = np.pad(dy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def box(ii: np.ndarray, y0: int, x0: int, hh: int, ww: int) -> float:
+        return float(ii[y0 + hh, x0 + ww] - ii[y0, x0 + ww] - ii[y0 + hh, x0] + ii[y0, x0])
+
+    best, best_xy = -1.0, (0, 0)
+    for y in range(0, h - size + 1, stride):
+        for x in range(0, w - size + 1, stride):
+            s = box(ix, y, x, size, size - 1) + box(iy, y, x, size - 1, size)
+            if s > best:
+                best, best_xy = s, (x, y)
+    return best_xy
+
+
+@dataclass(frozen=True)
+class BenchImage:
+    domain: str
+    name: str
+    crop_x: int
+    crop_y: int
+    rgb: np.ndarray  # H x W x 3 uint8
+
+
+def bench_images(domain: str, count: int = 6, size: int = 256) -> list[BenchImage]:
+    """The bench-256 crops of one domain: first ``count`` files, most detailed window each."""
+    root = datasets_root()
+    if root is None:
+        raise FileNotFoundError("../shared/datasets is not on this machine (set UDIC_DATASETS)")
+    out = []
+    for path in list_images(root / domain)[:count]:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        x, y = most_detailed_window(rgb, size)
+        out.append(BenchImage(domain, path.name, x, y, rgb[y : y + size, x : x + size].copy()))
+    return out

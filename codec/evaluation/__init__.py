@@ -1,0 +1,1 @@
+"""Measuring the codec: Bjontegaard deltas and comparisons with other codecs."""

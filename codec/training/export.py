@@ -1,0 +1,63 @@
+"""Export a training checkpoint as shipped weights: fp16 parameters plus probability tables.
+
+The tables are computed *after* rounding the weights to fp16, from exactly the weights a decoder
+will load, and stored in the file, so no ``update()`` runs at decode time (DESIGN.md).
+
+    python -m codec.training.export runs/default/last.pt codec/zoo/weights/default.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from codec.models.gained import GainedMeanScaleHyperprior
+from codec.zoo.registry import weights_hash
+
+
+def export(src: Path, dst: Path, description: str = "") -> bytes:
+    state = torch.load(src, map_location="cpu", weights_only=False)
+    cfg = state["config"]
+    net = GainedMeanScaleHyperprior(cfg["N"], cfg["M"], cfg["lambdas"])
+    net.load_state_dict(state["model"], strict=False)
+    # round trip through fp16 first, so the tables belong to the shipped weights
+    sd16 = {
+        k: (v.half() if v.is_floating_point() and "quantized_cdf" not in k else v) for k, v in net.state_dict().items()
+    }
+    net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd16.items()}, strict=False)
+    net.update(force=True)
+    out = {
+        k: (v.half() if v.is_floating_point() and k != "gaussian_conditional.scale_table" else v)
+        for k, v in net.state_dict().items()
+    }
+    payload = {
+        "config": cfg,
+        "state_dict": out,
+        "description": description
+        or f"gained mean-scale hyperprior N={cfg['N']} M={cfg['M']}, step {state.get('step')}",
+        "step": state.get("step"),
+        "train_seconds": state.get("wall"),
+    }
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, dst)
+    check = GainedMeanScaleHyperprior(cfg["N"], cfg["M"], cfg["lambdas"])
+    check.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in out.items()})
+    return weights_hash(check)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", type=Path)
+    ap.add_argument("dst", type=Path)
+    args = ap.parse_args()
+    h = export(args.src, args.dst)
+    print(f"wrote {args.dst} ({args.dst.stat().st_size / 1e6:.2f} MB), weights hash {h.hex()}")
+
+
+if __name__ == "__main__":
+    main()
