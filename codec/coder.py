@@ -7,6 +7,7 @@ that the pixels equal the encoder's own reconstruction, so a stored bitstream is
 from __future__ import annotations
 
 import io
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from codec.bitstream import BitstreamError, Container, Field, Section
 from codec.determinism import canonical_compute
 from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage, load_image
 from codec.metrics import psnr
+from codec.progress import ProgressCallback, ProgressEvent, no_progress
 from codec.zoo.registry import (
     BaseModel,
     ModelMismatchError,
@@ -119,20 +121,27 @@ def encode_report(
     *,
     registry: Registry | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: ProgressCallback = no_progress,
 ) -> EncodeResult:
     """Encode an image with a base model (no adaptation) and verify the result decodes."""
+    t0 = time.monotonic()
     reg = registry or default_registry()
     img = image if isinstance(image, CodecImage) else load_image(image, max_pixels=max_pixels)
+    progress(ProgressEvent("analysis", 0, 3, time.monotonic() - t0))
     zoo_quality = None
     if quality is not None and model != "default":
         zoo_quality = int(quality) if float(quality).is_integer() else None
     base = reg.get(model, zoo_quality if zoo_quality is not None else (None if model == "default" else quality))
     level = base.level_for(quality, lmbda)
     x = to_tensor(img.rgb)
+    progress(ProgressEvent("entropy-coding", 1, 3, time.monotonic() - t0))
     with canonical_compute():
         out = base.compress(pad_image(x), level)
+    progress(ProgressEvent("verification", 2, 3, time.monotonic() - t0))
     extra = {Field.SYMBOLS_HASH: symbols_hash(out["symbols"])} if out["symbols"] is not None else None
-    return _finish(base, img, level, out["strings"], expected=None, registry=reg, extra_fields=extra)
+    result = _finish(base, img, level, out["strings"], expected=None, registry=reg, extra_fields=extra)
+    progress(ProgressEvent("done", 3, 3, time.monotonic() - t0, result.bpp, result.psnr))
+    return result
 
 
 def build_container(

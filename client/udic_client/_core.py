@@ -1,0 +1,150 @@
+"""What the sync and async clients share: request building, response checks, retry policy,
+progress display. Only the I/O differs between the two."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from udic_client.errors import ApiError, error_from_response
+from udic_client.models import Job
+
+ImageSource = str | os.PathLike | bytes
+ProgressArg = bool | Callable[[Job], None]
+
+RETRY_STATUSES = {429, 502, 503, 504}
+TRANSIENT_ERRORS = (
+    httpx.ConnectError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def compress_form(
+    image: ImageSource,
+    model: str,
+    quality: float | None,
+    lmbda: float | None,
+    adaptation: str,
+    time_budget_s: float | None,
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """(files, data, headers) for POST /v1/jobs. An Idempotency-Key is always sent, so a retried
+    upload never creates a second job."""
+    if isinstance(image, (bytes, bytearray)):
+        content, name = bytes(image), "image"
+    else:
+        path = Path(image)
+        content, name = path.read_bytes(), path.name
+    data = {"model": model, "adaptation": adaptation}
+    if quality is not None:
+        data["quality"] = str(quality)
+    if lmbda is not None:
+        data["lambda"] = str(lmbda)
+    if time_budget_s is not None:
+        data["time_budget_s"] = str(time_budget_s)
+    files = {"file": (name, content, "application/octet-stream")}
+    headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+    return files, data, headers
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        raise error_from_response(response.status_code, body, response.text)
+    return response
+
+
+def retry_delay(attempt: int, response: httpx.Response | None) -> float:
+    if response is not None:
+        ra = response.headers.get("retry-after")
+        if ra and ra.isdigit():
+            return min(float(ra), 30.0)
+    return min(0.25 * 2**attempt, 8.0)
+
+
+def should_retry(response: httpx.Response | None, error: BaseException | None, attempt: int, retries: int) -> bool:
+    if attempt >= retries:
+        return False
+    if error is not None:
+        return isinstance(error, TRANSIENT_ERRORS)
+    return response is not None and response.status_code in RETRY_STATUSES
+
+
+def poll_interval(job: Job, response: httpx.Response | None, default: float) -> float:
+    if response is not None:
+        ra = response.headers.get("retry-after")
+        if ra and ra.isdigit():
+            return max(0.2, min(float(ra), default))
+    return default
+
+
+class ProgressPrinter:
+    """progress=True: one updating line on stderr; a callable: called with every Job seen."""
+
+    def __init__(self, progress: ProgressArg):
+        self.fn = progress if callable(progress) else None
+        self.show = progress is True and sys.stderr is not None
+        self.last = ""
+
+    def __call__(self, job: Job) -> None:
+        if self.fn is not None:
+            self.fn(job)
+        if not self.show:
+            return
+        p = job.progress
+        parts = [f"job {job.id[:8]}: {job.state}"]
+        if p is not None and job.state == "running":
+            parts.append(p.stage)
+            if p.total:
+                parts.append(f"{p.iteration}/{p.total}")
+            if p.bpp is not None:
+                parts.append(f"{p.bpp:.3f} bpp")
+            if p.psnr is not None:
+                parts.append(f"{p.psnr:.2f} dB")
+            parts.append(f"{p.elapsed_s:.1f}s")
+        line = " ".join(parts)
+        if line != self.last:
+            sys.stderr.write("\r" + line.ljust(len(self.last)))
+            sys.stderr.flush()
+            self.last = line
+        if job.done:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def png_or_image(png: bytes, format: str) -> Any:
+    if format == "png":
+        return png
+    if format != "pil":
+        raise ValueError("format must be 'pil' or 'png'")
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "decode(format='pil') needs Pillow: pip install 'udic-client[pil]', or use format='png'"
+        ) from exc
+    img = Image.open(io.BytesIO(png))
+    img.load()
+    return img
+
+
+def is_api_error(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError)

@@ -1,0 +1,68 @@
+"""What the service returns, as typed objects (a client-side mirror of the API schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")  # newer servers may add fields
+
+
+class JobProgress(_Model):
+    stage: str
+    iteration: int = 0
+    total: int = 0
+    elapsed_s: float = 0.0
+    bpp: float | None = None
+    psnr: float | None = None
+
+
+class JobMetrics(_Model):
+    bytes: int
+    bpp: float
+    psnr: float | None = None
+    width: int
+    height: int
+    model: str
+    quality: float
+    encode_seconds: float
+
+
+class JobError(_Model):
+    type: str
+    detail: str
+
+
+class Job(_Model):
+    id: str
+    state: str  # queued, running, finished, failed, cancelled
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    filename: str = ""
+    width: int = 0
+    height: int = 0
+    options: dict[str, Any] = {}
+    progress: JobProgress | None = None
+    metrics: JobMetrics | None = None
+    error: JobError | None = None
+    cancel_requested: bool = False
+    attempts: int = 0
+    links: dict[str, str | None] = {}
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("finished", "failed", "cancelled")
+
+
+class CompressResult(_Model):
+    job: Job
+    metrics: JobMetrics
+    bitstream: bytes
+
+    def save(self, path: str) -> None:
+        with open(path, "wb") as f:
+            f.write(self.bitstream)

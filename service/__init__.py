@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI app, Redis-backed job records, storage, decode cache."""

@@ -1,0 +1,1 @@
+"""Route modules: jobs, bitstreams, decode, models, health, metrics."""

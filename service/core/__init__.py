@@ -1,0 +1,1 @@
+"""Settings, logging, errors and security shared by the API and the workers."""

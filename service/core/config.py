@@ -1,0 +1,76 @@
+"""All configuration, in one place: environment variables with the ``UDIC_`` prefix.
+
+Example: ``UDIC_REDIS_URL=redis://127.0.0.1:6379/0 UDIC_STORAGE_ROOT=/data udic-api``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UDIC_", env_file=None, extra="ignore")
+
+    # --- infrastructure
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    storage_root: Path = Path("var/storage")
+    queue_name: str = "udic-encode"
+    key_prefix: str = "udic"
+
+    # --- limits on what users send
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="request bodies above this get 413")
+    max_pixels: int = Field(50_000_000, gt=0, description="images above this many pixels get 422")
+    max_bitstream_bytes: int = Field(50 * 1024 * 1024, gt=0)
+
+    # --- jobs
+    default_model: str = "default"
+    job_timeout_s: int = Field(3600, gt=0, description="hard limit on one encode job")
+    result_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="how long finished jobs and bitstreams are kept")
+    failure_ttl_s: int = Field(7 * 24 * 3600, gt=0)
+    retention_s: int = Field(7 * 24 * 3600, gt=0, description="job records, uploads and bitstreams expire after this")
+    job_retries: int = Field(1, ge=0, description="retries of a job whose worker died")
+    progress_interval_s: float = Field(0.5, ge=0, description="minimum time between progress writes")
+    retry_after_s: int = 2
+
+    # --- worker liveness
+    heartbeat_interval_s: int = Field(10, gt=0, description="worker heartbeat period while a job runs")
+    heartbeat_grace_s: int = Field(30, gt=0, description="a job is abandoned after interval + grace without one")
+
+    # --- decode cache in the API process
+    decode_cache_models: int = Field(4, gt=0)
+
+    # --- security: "key1:alice,key2:bob" (key:owner); empty = no authentication
+    api_keys: str = ""
+
+    # --- logging
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, v: str) -> str:
+        for item in filter(None, (s.strip() for s in v.split(","))):
+            key, sep, owner = item.partition(":")
+            if not key or not sep or not owner:
+                raise ValueError("UDIC_API_KEYS takes key:owner pairs separated by commas")
+        return v
+
+    def key_owners(self) -> dict[str, str]:
+        out = {}
+        for item in filter(None, (s.strip() for s in self.api_keys.split(","))):
+            key, _, owner = item.partition(":")
+            out[key] = owner
+        return out
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.key_owners())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

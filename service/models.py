@@ -1,0 +1,89 @@
+"""Pydantic schemas of the public API (they generate the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
+
+
+class JobOptions(BaseModel):
+    model: str = Field("default", description="base model name (GET /v1/models)")
+    quality: float | None = Field(None, description="1-6 for the default model (fractions allowed), 1-8 for zoo models")
+    lmbda: float | None = Field(None, description="rate-distortion lambda instead of a quality (variable-rate models)")
+    adaptation: Literal["none"] = Field("none", description="content adaptation preset")
+    time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for the encode")
+
+
+class Progress(BaseModel):
+    stage: str
+    iteration: int = 0
+    total: int = 0
+    elapsed_s: float = 0.0
+    bpp: float | None = None
+    psnr: float | None = None
+
+
+class Metrics(BaseModel):
+    bytes: int
+    bpp: float
+    psnr: float | None = Field(None, description="dB on 8-bit RGB; null when lossless")
+    width: int
+    height: int
+    model: str
+    quality: float
+    encode_seconds: float
+
+
+class ErrorInfo(BaseModel):
+    type: str
+    detail: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    bitstream: str | None = None
+    image: str | None = None
+
+
+class JobView(BaseModel):
+    id: str
+    state: JobState
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    filename: str = ""
+    width: int = 0
+    height: int = 0
+    upload_bytes: int = 0
+    options: JobOptions
+    progress: Progress | None = None
+    metrics: Metrics | None = None
+    error: ErrorInfo | None = None
+    cancel_requested: bool = False
+    attempts: int = 0
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    available: bool
+    qualities: tuple[float, float] | None = None
+    hash: str | None = None
+    detail: str = ""
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    redis: bool
+    storage: bool

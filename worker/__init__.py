@@ -1,0 +1,1 @@
+"""RQ workers: the encode job function and the worker process that runs it."""
