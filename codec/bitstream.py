@@ -71,7 +71,9 @@ class Section(IntEnum):
 
     Z = 0x80  # entropy-coded hyper-latent
     Y = 0x81  # entropy-coded latent
-    ALPHA = 0x82  # zlib-compressed 8-bit alpha plane, lossless
+    ALPHA = 0x82  # 8-bit alpha plane as a PNG, lossless
+    ADAPTERS = 0x83  # per-image decoder adapters: layout + rANS-coded weights (codec.adaptation)
+    OMP = 0x84  # per-image channel multipliers, 8-bit (the OMP baseline)
 
 
 def _write_varint(out: bytearray, value: int) -> None:

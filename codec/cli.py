@@ -46,10 +46,54 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def cmd_encode(args: argparse.Namespace) -> int:
+def _encode_one(src: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Plain encode, or adaptive with a tqdm bar over the optimisation steps."""
     from tqdm import tqdm
 
     from codec.coder import encode_report
+
+    if args.adapt == "none":
+        return encode_report(src, model=args.model, quality=args.quality, lmbda=args.lmbda, max_pixels=args.max_pixels)
+    from codec.adaptation.encoder import adaptive_encode
+    from codec.progress import ProgressEvent
+
+    bar = tqdm(
+        desc=f"{src.name}: adapting", unit="it", disable=args.quiet, file=sys.stderr, leave=False, mininterval=0.5
+    )
+    stage = {"now": ""}
+
+    def show(ev: ProgressEvent) -> None:
+        if ev.stage in ("latent-refinement", "adapters", "omp"):
+            if stage["now"] != ev.stage:
+                stage["now"] = ev.stage
+                bar.reset(total=ev.total)
+                bar.set_description(f"{src.name}: {ev.stage}", refresh=False)
+            bar.set_postfix(bpp=f"{ev.bpp:.3f}", psnr=f"{ev.psnr:.2f}", refresh=False)
+            bar.update(ev.iteration - bar.n)
+
+    try:
+        out = adaptive_encode(
+            src,
+            model=args.model,
+            quality=args.quality,
+            lmbda=args.lmbda,
+            config=args.adapt,
+            max_pixels=args.max_pixels,
+            progress=show,
+            time_budget_s=args.time_budget,
+            latent_iters=args.latent_iters,
+            decoder_iters=args.decoder_iters,
+        )
+    finally:
+        bar.close()
+    if not args.quiet:
+        costs = ", ".join(f"{k} {v:.4f}" for k, v in out.costs.items())
+        tqdm.write(f"  adaptation: chose {out.choice} (RD cost: {costs})", file=sys.stdout)
+    return out.result
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
 
     inputs: list[Path] = args.inputs
     out: Path | None = args.output
@@ -58,7 +102,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     bar = tqdm(inputs, desc="encode", unit="img", disable=len(inputs) < 2 or args.quiet, file=sys.stderr)
     for src in bar:
         dst = (out / (src.stem + ".udic") if out is not None and out.is_dir() else out) or src.with_suffix(".udic")
-        res = encode_report(src, model=args.model, quality=args.quality, lmbda=args.lmbda, max_pixels=args.max_pixels)
+        res = _encode_one(src, args)
         _write_atomic(dst, res.data)
         if not args.quiet:
             quality = args.quality if args.quality is not None else res.level + 1
@@ -161,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--lambda", dest="lmbda", type=float, help="rate-distortion lambda instead of a quality (variable-rate models)"
     )
     e.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    e.add_argument(
+        "--adapt",
+        default="none",
+        choices=["none", "fast", "balanced", "paper", "max"],
+        help="content adaptation preset (slower encode, smaller files); default none",
+    )
+    e.add_argument("--time-budget", type=float, help="seconds the adaptation may take")
+    e.add_argument("--latent-iters", type=int, help="override the preset's latent refinement steps")
+    e.add_argument("--decoder-iters", type=int, help="override the preset's adapter steps")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_encode)
 

@@ -263,10 +263,18 @@ def decode_image(data: bytes, registry: Registry | None = None) -> CodecImage:
     hp, wp = h + (-h) % PAD_MULTIPLE, w + (-w) % PAD_MULTIPLE
     shape = (hp // PAD_MULTIPLE, wp // PAD_MULTIPLE)
     strings = [[c.section(Section.Y)], [c.section(Section.Z)]]
+    adapted = Section.ADAPTERS in c.sections or Section.OMP in c.sections
     with canonical_compute():
         try:
-            x_hat, symbols = base.decompress(strings, shape, level)
+            if adapted:
+                from codec.adaptation.decoding import adapted_decompress
+
+                x_hat, symbols = adapted_decompress(base, c, strings, shape, level)
+            else:
+                x_hat, symbols = base.decompress(strings, shape, level)
         except (RuntimeError, ValueError, IndexError) as exc:
+            if isinstance(exc, BitstreamError):
+                raise
             raise BitstreamError(f"bitstream is corrupt (entropy decoding failed: {exc})") from None
     expected_hash = c.fields.get(Field.SYMBOLS_HASH)
     if expected_hash is not None and symbols is not None and symbols_hash(symbols) != expected_hash:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,19 @@ Universal deep image compression as a service. Upload an image (`POST /v1/jobs`)
 (`GET /v1/jobs/{id}`), download the `.udic` bitstream or its decoded PNG, or decode any bitstream
 (`POST /v1/decode`). Errors are `application/problem+json` with a stable `type` per kind.
 """
+
+
+async def _sweep_forever(res: Resources) -> None:
+    """Retention: delete uploads and bitstreams older than UDIC_RETENTION_S (records expire in Redis)."""
+    interval = max(60.0, min(3600.0, res.settings.retention_s / 24))
+    while True:
+        try:
+            n = await asyncio.to_thread(res.storage.sweep, res.settings.retention_s)
+            if n:
+                log.info("retention sweep", extra={"deleted_files": n})
+        except Exception:
+            log.exception("retention sweep failed")
+        await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -7,13 +7,18 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
+Adaptation = Literal["none", "fast", "balanced", "paper", "max"]
+ADAPTATIONS = ("none", "fast", "balanced", "paper", "max")
 
 
 class JobOptions(BaseModel):
     model: str = Field("default", description="base model name (GET /v1/models)")
     quality: float | None = Field(None, description="1-6 for the default model (fractions allowed), 1-8 for zoo models")
     lmbda: float | None = Field(None, description="rate-distortion lambda instead of a quality (variable-rate models)")
-    adaptation: Literal["none"] = Field("none", description="content adaptation preset")
+    adaptation: Adaptation = Field(
+        "none",
+        description="content adaptation preset: none (fast, plain), fast, balanced, paper (001's 2000+500 steps), max",
+    )
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for the encode")
 
 
@@ -35,6 +40,11 @@ class Metrics(BaseModel):
     model: str
     quality: float
     encode_seconds: float
+    adaptation: str = "none"
+    adaptation_choice: str = Field(
+        "plain", description="what the adaptive encode kept: plain, latents, latents+adapters"
+    )
+    rd_saving_pct: float = Field(0.0, description="RD cost saved against the plain encode, percent")
 
 
 class ErrorInfo(BaseModel):

@@ -103,15 +103,35 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: J
     except KeyError:
         raise JobInputError("the uploaded image is no longer in storage") from None
     opts = rec.options
+    preset = opts.get("adaptation") or "none"
+    choice, saving = "plain", 0.0
     try:
-        result = encode_report(
-            upload,
-            model=opts.get("model") or settings.default_model,
-            quality=opts.get("quality"),
-            lmbda=opts.get("lmbda"),
-            max_pixels=settings.max_pixels,
-            progress=on_progress,
-        )
+        if preset == "none":
+            result = encode_report(
+                upload,
+                model=opts.get("model") or settings.default_model,
+                quality=opts.get("quality"),
+                lmbda=opts.get("lmbda"),
+                max_pixels=settings.max_pixels,
+                progress=on_progress,
+            )
+        else:
+            from codec.adaptation.encoder import adaptive_encode
+
+            budget = opts.get("time_budget_s")
+            budget = min(budget, settings.job_timeout_s * 0.8) if budget else settings.job_timeout_s * 0.8
+            out = adaptive_encode(
+                upload,
+                model=opts.get("model") or settings.default_model,
+                quality=opts.get("quality"),
+                lmbda=opts.get("lmbda"),
+                config=preset,
+                max_pixels=settings.max_pixels,
+                progress=on_progress,
+                time_budget_s=budget,
+            )
+            result, choice = out.result, out.choice
+            saving = 100.0 * (1.0 - out.costs[choice] / out.costs["plain"]) if out.costs["plain"] > 0 else 0.0
     except (ImageInputError, ModelError, BitstreamError) as exc:
         raise JobInputError(str(exc)) from None
     key = f"bitstreams/{job_id}.udic"
@@ -125,6 +145,9 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: J
         "model": result.model,
         "quality": result.level + 1.0,
         "encode_seconds": round(time.time() - started, 3),
+        "adaptation": preset,
+        "adaptation_choice": choice,
+        "rd_saving_pct": round(saving, 3),
     }
     store.update(job_id, state="finished", bitstream_key=key, metrics=metrics, finished_at=time.time())
     store.count_state("finished")

@@ -29,6 +29,9 @@ class JobMetrics(_Model):
     model: str
     quality: float
     encode_seconds: float
+    adaptation: str = "none"
+    adaptation_choice: str = "plain"
+    rd_saving_pct: float = 0.0
 
 
 class JobError(_Model):

@@ -170,11 +170,15 @@ class GainedMeanScaleHyperprior(CompressionModel):
 
         Returns the strings and the integer symbols actually coded (for the symbol hash).
         """
+        gain, _ = self.gains(q)
+        return self.compress_gained(y * gain, z, q)
+
+    def compress_gained(self, y_g: Tensor, z: Tensor, q: Tensor) -> dict[str, object]:
+        """Like :meth:`compress_latents`, for a latent already in the gained (coded) domain."""
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
         p = self.entropy_params(z_hat, q)
         indexes = self.gaussian_conditional.build_indexes(p.scales)
-        y_g = y * p.gain
         y_strings = self.gaussian_conditional.compress(y_g, indexes, means=p.means)
         y_sym = self.gaussian_conditional.quantize(y_g, "symbols", p.means)
         z_sym = torch.round(z_hat - self.z_medians()).to(torch.int32)

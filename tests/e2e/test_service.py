@@ -61,6 +61,25 @@ def test_upload_progress_finish_download_decode(e2e: E2EStack, big_png: bytes) -
     assert m.psnr == pytest.approx(psnr, abs=1e-6)
 
 
+def test_adaptive_job_shows_its_stages_and_never_loses(e2e: E2EStack, small_png: bytes) -> None:
+    c = client(e2e)
+    stages: set[str] = set()
+    result = c.compress(
+        small_png,
+        quality=3,
+        adaptation="fast",
+        time_budget_s=6,
+        progress=lambda j: stages.add(j.progress.stage if j.progress else ""),
+    )
+    m = result.metrics
+    assert m.adaptation == "fast" and m.adaptation_choice in ("plain", "latents", "latents+adapters")
+    assert m.rd_saving_pct >= 0.0
+    assert "latent-refinement" in stages  # the optimisation's progress reached the client
+    assert np.array_equal(np.asarray(c.decode(result.bitstream).convert("RGB")), decode_image(result.bitstream).rgb)
+    with pytest.raises(ValidationError):
+        c.submit(small_png, adaptation="turbo")
+
+
 def test_cancel_queued_and_running(e2e: E2EStack, big_png: bytes) -> None:
     c = client(e2e)
     running = c.submit(big_png, quality=1)

@@ -23,7 +23,7 @@ from service.core.errors import ProblemError
 from service.core.security import current_owner
 from service.decoding import registry
 from service.jobs import TERMINAL, JobRecord, new_job_id, now
-from service.models import JobList, JobOptions, JobView
+from service.models import ADAPTATIONS, JobList, JobOptions, JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("udic.api")
@@ -45,6 +45,8 @@ def _validate_options(opts: JobOptions) -> None:
         zoo_q = int(opts.quality) if opts.quality is not None and float(opts.quality).is_integer() else None
         base = registry().get(opts.model, zoo_q)
         base.level_for(opts.quality, opts.lmbda)
+        if opts.adaptation != "none" and not base.variable_rate:
+            raise ModelError(f"adaptation works with the variable-rate models (like 'default'), not {opts.model}")
     except ModelError as exc:
         raise ProblemError(422, exc.kind, "Invalid encode options", str(exc)) from None
 
@@ -64,14 +66,20 @@ async def create_job(
 ) -> JobView:
     if quality is not None and lmbda is not None:
         raise ProblemError(422, "invalid-quality", "Invalid encode options", "give quality or lambda, not both")
-    if adaptation != "none":
+    if adaptation not in ADAPTATIONS:
         raise ProblemError(
             422,
             "invalid-options",
             "Invalid encode options",
-            f"unknown adaptation preset {adaptation!r}; available: none",
+            f"unknown adaptation preset {adaptation!r}; available: {', '.join(ADAPTATIONS)}",
         )
-    opts = JobOptions(model=model, quality=quality, lmbda=lmbda, adaptation="none", time_budget_s=time_budget_s)
+    opts = JobOptions(
+        model=model,
+        quality=quality,
+        lmbda=lmbda,
+        adaptation=adaptation,  # type: ignore[arg-type]
+        time_budget_s=time_budget_s,
+    )
     data = await file.read()
     await run_in_threadpool(_validate_options, opts)
     width, height = await run_in_threadpool(_validate_image, data, res.settings.max_pixels)

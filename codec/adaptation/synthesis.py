@@ -1,0 +1,46 @@
+"""Running the synthesis transform layer by layer, with adapters or channel scales in between.
+
+The encoder uses ``start``/``stop`` to compute everything before the first adapter once (the
+latents are fixed during adapter training) and only the tail per iteration; the decoder uses the
+same function for the whole pass, so both see exactly the same arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+Hook = Callable[[Tensor], Tensor]
+
+
+def run_layers(
+    seq: nn.Sequential, x: Tensor, start: int = 0, stop: int | None = None, hooks: dict[int, Hook] | None = None
+) -> Tensor:
+    """Apply ``seq[start:stop]``; ``hooks[i]`` is applied to the output of layer ``i``."""
+    hooks = hooks or {}
+    end = len(seq) if stop is None else stop
+    for i in range(start, end):
+        x = seq[i](x)
+        if i in hooks:
+            x = hooks[i](x)
+    return x
+
+
+def channels_after(seq: nn.Sequential, position: int) -> int:
+    """Number of channels of the output of ``seq[position]`` (conv or GDN layers)."""
+    for i in range(position, -1, -1):
+        layer = seq[i]
+        if hasattr(layer, "out_channels"):
+            return int(layer.out_channels)
+        if hasattr(layer, "beta"):
+            return int(layer.beta.numel())
+    raise ValueError(f"cannot tell the channels after layer {position}")
+
+
+def default_adapter_positions(seq: nn.Sequential) -> tuple[int, ...]:
+    """Late in the decoder (seed 001): after the last non-linearity before the output layer."""
+    for i in range(len(seq) - 2, -1, -1):
+        if not hasattr(seq[i], "out_channels"):  # GDN / activation
+            return (i,)
+    return (len(seq) - 2,)
