@@ -102,6 +102,7 @@ class AdaptiveResult:
     costs: dict[str, float]  # real RD cost (bpp + lambda*255^2*MSE) of each candidate
     stage_seconds: dict[str, float]
     curve: list[tuple[str, int, float, float]] = field(default_factory=list)  # (stage, iter, elapsed, est. loss)
+    points: dict[str, tuple[float, float]] = field(default_factory=dict)  # candidate -> (bpp, PSNR), real files
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -208,6 +209,7 @@ class AdaptiveEncoder:
         budget = self.clock.share_left(cfg.latent_iters / max(1, cfg.latent_iters + cfg.decoder_iters))
         stop = _EarlyStop(cfg.early_stop_patience, cfg.early_stop_tol)
         best = (self._hard_loss(yg, z), yg.detach().clone(), z.detach().clone())
+        self.curve.append(("latent-hard", 0, self.clock.elapsed(), best[0]))
         fixed = None
         if cfg.latent == "blr":
             with torch.no_grad():
@@ -244,6 +246,7 @@ class AdaptiveEncoder:
             flat = stop.update(loss_v)
             if (it + 1) % check_every == 0 or last or timed_out or flat:
                 hard = self._hard_loss(yg, z)
+                self.curve.append(("latent-hard", it + 1, self.clock.elapsed(), hard))
                 if hard < best[0]:
                     best = (hard, yg.detach().clone(), z.detach().clone())
             if timed_out or flat:
@@ -403,7 +406,8 @@ class AdaptiveEncoder:
         self.progress(
             ProgressEvent("done", 1, 1, self.clock.elapsed(), candidates[choice].bpp, candidates[choice].psnr)
         )
-        return AdaptiveResult(candidates[choice], choice, costs, stage_s, self.curve)
+        points = {name: (r.bpp, r.psnr) for name, r in candidates.items()}
+        return AdaptiveResult(candidates[choice], choice, costs, stage_s, self.curve, points)
 
 
 def adaptive_encode(
@@ -427,6 +431,7 @@ def adaptive_encode(
     level = base.level_for(quality, lmbda)
     if cfg.latent == "none" and cfg.decoder == "none":
         res = encode_report(img, model=model, quality=level + 1.0, registry=reg, progress=progress)
-        return AdaptiveResult(res, "plain", {"plain": _real_cost(res, img, base.lmbda_at(level))}, {})
+        cost = _real_cost(res, img, base.lmbda_at(level))
+        return AdaptiveResult(res, "plain", {"plain": cost}, {}, points={"plain": (res.bpp, res.psnr)})
     enc = AdaptiveEncoder(base, img, level, cfg, device or best_device(), progress, reg)
     return enc.run()

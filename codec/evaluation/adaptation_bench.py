@@ -1,0 +1,243 @@
+"""Benchmark of the content-adaptive encode, per domain (issue: adaptive encode).
+
+On the bench-256 crops (first ``--images`` files of each domain folder, most detailed 256x256
+window, see ../shared/datasets/README.md) at several rate points of a variable-rate model, for
+each image and rate: the plain encode, ``blr``, ``sga``, ``sga+adapters``, ``sga+omp``, ``dr``,
+``dr+adapters``. Every point is a real file (bytes and decoded pixels). Writes a CSV of every
+point and a CSV of the refinement curve, and prints per domain:
+
+- BD-rate of each method against the same model with no adaptation (negative = saving);
+- encode seconds per image for each method, decode seconds plain vs adapted;
+- how fast the gain arrives: the share of the final latent-refinement gain reached at each tenth
+  of the iterations, and when.
+
+    python -m codec.evaluation.adaptation_bench --images 6 --latent-iters 2000 --decoder-iters 500
+    python -m codec.evaluation.adaptation_bench --images 2 --latent-iters 100 --decoder-iters 50  # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from codec.adaptation.adapters import dequantised_omp, pack_adapters, pack_omp
+from codec.adaptation.encoder import AdaptConfig, AdaptiveEncoder
+from codec.bitstream import Section
+from codec.coder import decode_image, encode_report
+from codec.datasets import DOMAINS, bench_images
+from codec.determinism import best_device
+from codec.evaluation.bd import bd_rate, format_bd
+from codec.imageio import load_image
+from codec.progress import no_progress
+from codec.zoo import default_registry
+
+METHODS = ("plain", "blr", "sga", "sga+adapters", "sga+omp", "dr", "dr+adapters")
+
+
+def _median_decode_seconds(data: bytes, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        decode_image(data)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def run_image(rgb: np.ndarray, model: str, quality: float, base_cfg: AdaptConfig) -> tuple[list[dict], list[tuple]]:
+    """All methods on one image at one rate: rows of (method, bpp, psnr, seconds) and the curves."""
+    reg = default_registry()
+    base = reg.get(model)
+    img = load_image(Image.fromarray(rgb))
+    level = base.level_for(quality)
+    rows, curves = [], []
+    t = time.perf_counter()
+    plain = encode_report(img, model=model, quality=quality)
+    rows.append(
+        {
+            "method": "plain",
+            "bpp": plain.bpp,
+            "psnr": plain.psnr,
+            "encode_s": time.perf_counter() - t,
+            "decode_s": _median_decode_seconds(plain.data),
+        }
+    )
+    for latent, decoders in (("blr", ()), ("sga", ("adapters", "omp")), ("dr", ("adapters",))):
+        cfg = AdaptConfig(**{**base_cfg.__dict__, "latent": latent})
+        enc = AdaptiveEncoder(base, img, level, cfg, best_device(), no_progress, reg)
+        t = time.perf_counter()
+        with torch.no_grad():
+            y0, z0 = enc.net.analysis(enc.x)
+        yg, z = enc.refine_latents(y0, z0)
+        latent_s = time.perf_counter() - t
+        res = enc._code(yg, z, None)
+        rows.append(
+            {
+                "method": latent,
+                "bpp": res.bpp,
+                "psnr": res.psnr,
+                "encode_s": latent_s,
+                "decode_s": _median_decode_seconds(res.data),
+            }
+        )
+        curves += [(latent, it, el, loss) for stage, it, el, loss in enc.curve if stage == "latent-hard"]
+        for dec in decoders:
+            t = time.perf_counter()
+            if dec == "adapters":
+                trained = enc.train_adapters(yg, z)
+                if trained is None:
+                    out = res
+                else:
+                    specs, ints = trained
+                    out = enc._code(
+                        yg, z, {Section.ADAPTERS: pack_adapters(specs, ints, cfg.delta, cfg.prior_scale)}, ints
+                    )
+            else:
+                position, values = enc.train_omp(yg, z)
+                out = enc._code(yg, z, {Section.OMP: pack_omp(position, dequantised_omp(values))})
+            rows.append(
+                {
+                    "method": f"{latent}+{dec}",
+                    "bpp": out.bpp,
+                    "psnr": out.psnr,
+                    "encode_s": latent_s + time.perf_counter() - t,
+                    "decode_s": _median_decode_seconds(out.data),
+                }
+            )
+    return rows, curves
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--domains", nargs="+", default=list(DOMAINS))
+    ap.add_argument("--images", type=int, default=6, help="first N bench-256 crops per domain")
+    ap.add_argument("--qualities", type=float, nargs="+", default=[1.0, 2.5, 4.0, 5.5])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--latent-iters", type=int, default=2000)
+    ap.add_argument("--decoder-iters", type=int, default=500)
+    ap.add_argument("--latent-lr", type=float, default=1e-3)
+    ap.add_argument("--decoder-lr", type=float, default=1e-3)
+    ap.add_argument("--out", type=Path, default=Path("results/adaptation_bench"))
+    args = ap.parse_args(argv)
+    cfg = AdaptConfig(
+        latent_iters=args.latent_iters,
+        latent_lr=args.latent_lr,
+        decoder_iters=args.decoder_iters,
+        decoder_lr=args.decoder_lr,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    points_csv, curve_csv = args.out / "points.csv", args.out / "curves.csv"
+    done: set[tuple[str, str, float]] = set()
+    if points_csv.exists():  # resumable: skip what an earlier run measured
+        with open(points_csv, newline="") as f:
+            done |= {(r["domain"], r["image"], float(r["quality"])) for r in csv.DictReader(f)}
+    fields = ["domain", "image", "quality", "method", "bpp", "psnr", "encode_s", "decode_s"]
+    new_points = not points_csv.exists()
+    pf = open(points_csv, "a", newline="")  # noqa: SIM115
+    cf = open(curve_csv, "a", newline="")  # noqa: SIM115
+    pw, cw = csv.DictWriter(pf, fieldnames=fields), csv.writer(cf)
+    if new_points:
+        pw.writeheader()
+        cw.writerow(["domain", "image", "quality", "variant", "iteration", "elapsed_s", "hard_rd_loss"])
+    work = [(d, b, q) for d in args.domains for b in bench_images(d, args.images) for q in args.qualities]
+    for domain, b, q in tqdm(work, desc="adaptation bench", unit="img*rate"):
+        if (domain, b.name, q) in done:
+            continue
+        rows, curves = run_image(b.rgb, args.model, q, cfg)
+        for r in rows:
+            pw.writerow({"domain": domain, "image": b.name, "quality": q, **r})
+        for variant, it, el, loss in curves:
+            cw.writerow([domain, b.name, q, variant, it, f"{el:.3f}", f"{loss:.6f}"])
+        pf.flush()
+        cf.flush()
+    pf.close()
+    cf.close()
+    summary = summarise(points_csv, curve_csv, args.domains)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(
+        f"\nconfig: latent {args.latent_iters} it (lr {args.latent_lr}), decoder {args.decoder_iters} it "
+        f"(lr {args.decoder_lr}), {args.images} crops/domain, qualities {args.qualities}; csv in {args.out}"
+    )
+    return 0
+
+
+def summarise(points_csv: Path, curve_csv: Path, domains: list[str]) -> dict:
+    with open(points_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out: dict = {}
+    for domain in domains:
+        sel = [r for r in rows if r["domain"] == domain]
+        if not sel:
+            continue
+        curves: dict[str, tuple[list[float], list[float]]] = {}
+        for m in METHODS:
+            bpps, psnrs = [], []
+            for q in sorted({float(r["quality"]) for r in sel}):
+                pts = [r for r in sel if r["method"] == m and float(r["quality"]) == q]
+                if pts:
+                    bpps.append(float(np.mean([float(p["bpp"]) for p in pts])))
+                    psnrs.append(float(np.mean([float(p["psnr"]) for p in pts])))
+            curves[m] = (bpps, psnrs)
+        table = {}
+        for m in METHODS:
+            enc = [float(r["encode_s"]) for r in sel if r["method"] == m]
+            dec = [float(r["decode_s"]) for r in sel if r["method"] == m]
+            bd = format_bd(bd_rate, *curves["plain"], *curves[m]) if len(curves[m][0]) >= 2 else "n/a"
+            table[m] = {
+                "bd_rate_vs_plain_pct": bd,
+                "encode_s": float(np.mean(enc)) if enc else None,
+                "decode_s": float(np.mean(dec)) if dec else None,
+            }
+        out[domain] = table
+        print(f"\n== {domain} ({len({r['image'] for r in sel})} images)")
+        print(f"{'method':14s} {'BD-rate %':>10s} {'encode s':>9s} {'decode s':>9s}")
+        for m, v in table.items():
+            enc_s = f"{v['encode_s']:.2f}" if v["encode_s"] is not None else "-"
+            dec_s = f"{v['decode_s']:.3f}" if v["decode_s"] is not None else "-"
+            print(f"{m:14s} {v['bd_rate_vs_plain_pct']:>10s} {enc_s:>9s} {dec_s:>9s}")
+    # how fast the gain arrives (sga and dr, all domains): share of the final hard-loss gain per tenth
+    with open(curve_csv, newline="") as f:
+        curve_rows = list(csv.DictReader(f))
+    by_run: dict[tuple, list[tuple[int, float, float]]] = defaultdict(list)
+    for r in curve_rows:
+        by_run[(r["domain"], r["image"], r["quality"], r["variant"])].append(
+            (int(r["iteration"]), float(r["elapsed_s"]), float(r["hard_rd_loss"]))
+        )
+    speed: dict[str, list[tuple[float, float, float]]] = {}
+    for variant in ("sga", "dr", "blr"):
+        fracs: dict[int, list[float]] = defaultdict(list)
+        times: dict[int, list[float]] = defaultdict(list)
+        for key, pts in by_run.items():
+            if key[3] != variant or len(pts) < 2:
+                continue
+            pts.sort()
+            total = pts[-1][0]
+            first, last = pts[0][2], min(p[2] for p in pts)
+            gain = first - last
+            for it, el, loss in pts:
+                decile = round(10 * it / total)
+                fracs[decile].append(1.0 if gain <= 0 else (first - min(loss, first)) / gain)
+                times[decile].append(el)
+        if fracs:
+            speed[variant] = [(d / 10, float(np.mean(fracs[d])), float(np.mean(times[d]))) for d in sorted(fracs)]
+    out["gain_vs_iterations"] = speed
+    for variant, pts in speed.items():
+        print(
+            f"\n{variant}: share of the final latent-refinement gain reached, by fraction of the iterations "
+            "(share@seconds)"
+        )
+        print("  " + "  ".join(f"{int(f * 100)}%:{s:.2f}@{t:.0f}s" for f, s, t in pts))
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
