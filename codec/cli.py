@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
 
+    sub.add_parser("eval", help="compare with conventional codecs per domain (udic eval --help)", add_help=False)
+
     m = sub.add_parser("models", help="list the models this installation knows")
     m.add_argument("--load-all", action="store_true", help="also try to load zoo models (needs their weights)")
     m.set_defaults(func=cmd_models)
@@ -236,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "eval":  # the comparison tool has its own options
+        from codec.evaluation.compare import main as eval_main
+
+        try:
+            return eval_main(argv[1:])
+        except KeyboardInterrupt:
+            return 130
     parser = build_parser()
     args = parser.parse_args(argv)
     from codec.bitstream import BitstreamError

@@ -1,0 +1,328 @@
+"""Our codec against conventional codecs, per domain: CSV, BD-rate tables, RD plots.
+
+    udic eval                                   # six domains, bench-256 (6 crops each), all codecs
+    udic eval --domains kodak line --images 2   # a quick look
+    udic eval --adapt fast                      # add an adaptive preset of ours (slow on CPU)
+    udic eval --kodak-full                      # also full Kodak vs published VVC and WACV 2023 results
+
+Same crops, PSNR and bpp definitions as everywhere (DESIGN.md, Measuring): bench-256 windows,
+PSNR on 8-bit RGB, bpp from every byte of each real file. Curves are the mean bpp and mean PSNR
+over the images at each setting. The VVC 4:4:4 (VTM) points are the published reference results
+for exactly these crops (../shared/datasets/reference/vtm444-bench256); our own ``vvc420`` is
+libvvenc at 4:2:0 10-bit, said so in the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from codec.datasets import DOMAINS, bench_images, datasets_root, list_images
+from codec.evaluation.bd import bd_psnr, bd_rate, format_bd
+from codec.evaluation.conventional import CODECS
+from codec.metrics import ms_ssim, psnr
+
+OURS = "udic"
+FIELDS = [
+    "domain",
+    "codec",
+    "image",
+    "setting",
+    "settings_text",
+    "bytes",
+    "bpp",
+    "psnr",
+    "ms_ssim",
+    "encode_s",
+    "decode_s",
+]
+
+
+def _row(
+    domain: str,
+    codec: str,
+    image: str,
+    setting: float,
+    text: str,
+    nbytes: int,
+    px: int,
+    rgb: np.ndarray | None,
+    dec: np.ndarray | None,
+    enc_s: float,
+    dec_s: float,
+    psnr_value: float | None = None,
+) -> dict[str, object]:
+    return {
+        "domain": domain,
+        "codec": codec,
+        "image": image,
+        "setting": setting,
+        "settings_text": text,
+        "bytes": nbytes,
+        "bpp": nbytes * 8 / px,
+        "psnr": psnr_value if psnr_value is not None else psnr(rgb, dec),  # type: ignore[arg-type]
+        "ms_ssim": ms_ssim(rgb, dec) if rgb is not None and dec is not None else float("nan"),
+        "encode_s": enc_s,
+        "decode_s": dec_s,
+    }
+
+
+def our_points(name: str, qualities: list[float], adapt: str) -> tuple[str, list[float], Callable]:  # type: ignore[type-arg]
+    """(codec label, settings, fn(rgb, q) -> (bytes, decoded, enc_s, dec_s)) for our codec."""
+    from codec.coder import decode_image, encode_report
+
+    def run(rgb: np.ndarray, q: float) -> tuple[bytes, np.ndarray, float, float]:
+        t = time.perf_counter()
+        if adapt == "none":
+            data = encode_report(Image.fromarray(rgb), model=name, quality=q).data
+        else:
+            from codec.adaptation.encoder import adaptive_encode
+
+            data = adaptive_encode(Image.fromarray(rgb), model=name, quality=q, config=adapt).result.data
+        enc = time.perf_counter() - t
+        t = time.perf_counter()
+        dec = decode_image(data).rgb
+        return data, dec, enc, time.perf_counter() - t
+
+    label = (
+        OURS if (name == "default" and adapt == "none") else f"{OURS}-{name}" + ("" if adapt == "none" else f"-{adapt}")
+    )
+    return label, qualities, run
+
+
+def vtm_reference(domain: str) -> list[dict[str, object]]:
+    root = datasets_root()
+    path = root / "reference" / "vtm444-bench256" / f"{domain}.csv" if root else None
+    if path is None or not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {
+                "domain": domain,
+                "codec": "vtm444-ref",
+                "image": r["file"],
+                "setting": float(r["qp"]),
+                "settings_text": f"VTM 23.13 intra 4:4:4 qp={r['qp']} (published reference)",
+                "bytes": int(r["bytes"]),
+                "bpp": float(r["bpp"]),
+                "psnr": float(r["psnr_rgb"]),
+                "ms_ssim": float("nan"),
+                "encode_s": float("nan"),
+                "decode_s": float("nan"),
+            }
+            for r in csv.DictReader(f)
+        ]
+
+
+def curves(rows: list[dict[str, object]], images: set[str] | None = None) -> dict[str, tuple[list[float], list[float]]]:
+    """Mean (bpp, PSNR) per setting, per codec, sorted by rate; only images in ``images`` if given."""
+    by: dict[str, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if images is not None and r["image"] not in images:
+            continue
+        if not np.isfinite(float(r["psnr"])):  # type: ignore[arg-type]
+            continue
+        by[str(r["codec"])][float(r["setting"])].append((float(r["bpp"]), float(r["psnr"])))  # type: ignore[arg-type]
+    out = {}
+    for codec, settings in by.items():
+        pts = sorted((float(np.mean([p[0] for p in v])), float(np.mean([p[1] for p in v]))) for v in settings.values())
+        out[codec] = ([p[0] for p in pts], [p[1] for p in pts])
+    return out
+
+
+def bd_table(cv: dict[str, tuple[list[float], list[float]]], anchor: str) -> dict[str, dict[str, str]]:
+    if anchor not in cv:
+        return {}
+    return {
+        c: {"bd_rate_pct": format_bd(bd_rate, *cv[anchor], *v), "bd_psnr_db": format_bd(bd_psnr, *cv[anchor], *v)}
+        for c, v in cv.items()
+    }
+
+
+def plot(cv: dict[str, tuple[list[float], list[float]]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    for codec, (b, p) in sorted(cv.items()):
+        style = "-o" if codec.startswith(OURS) else ("--s" if "ref" in codec or "published" in codec else "-.")
+        ax.plot(b, p, style, label=codec, linewidth=2.2 if codec.startswith(OURS) else 1.2, markersize=3)
+    ax.set_xlabel("bpp (all bytes of the file)")
+    ax.set_ylabel("PSNR (dB, 8-bit RGB)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.set_xlim(left=0, right=min(4.0, max(max(b) for b, _ in cv.values()) * 1.05))
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def kodak_full(out: Path, qualities: list[float], model: str) -> dict[str, object]:
+    """Full-size Kodak: ours against the published per-image VVC (VTM) and WACV 2023 results."""
+    root = datasets_root()
+    assert root is not None
+    ref = root / "reference" / "universal-dic"
+    order = (ref / "natural_order.txt").read_text().split()
+    rows: list[dict[str, object]] = []
+    for qp in (24, 27, 30, 33, 36, 39, 42):
+        with open(ref / f"vvc_q{qp}_natural.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                rows.append(
+                    {
+                        "codec": "vvc-vtm-published",
+                        "image": order[int(r[""])],
+                        "setting": qp,
+                        "bpp": float(r["bpp"]),
+                        "psnr": float(r["psnr"]),
+                    }
+                )
+    for q in range(1, 7):
+        with open(ref / f"tsubota_q{q}_natural.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                rows.append(
+                    {
+                        "codec": "wacv2023-published",
+                        "image": r[""],
+                        "setting": q,
+                        "bpp": float(r["bpp"]),
+                        "psnr": float(r["psnr"]),
+                    }
+                )
+    label, settings, run = our_points(model, qualities, "none")
+    files = list_images(root / "kodak")
+    for path in tqdm(files, desc="kodak full", unit="img"):
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        for q in settings:
+            data, dec, _, _ = run(rgb, q)
+            rows.append(
+                {
+                    "codec": label,
+                    "image": path.name,
+                    "setting": q,
+                    "bpp": len(data) * 8 / rgb.shape[0] / rgb.shape[1],
+                    "psnr": psnr(rgb, dec),
+                }
+            )
+    with open(out / "kodak_full.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["codec", "image", "setting", "bpp", "psnr"])
+        w.writeheader()
+        w.writerows(rows)
+    cv = curves(rows)
+    plot(cv, "Kodak (24 full images): ours vs published VVC and WACV 2023", out / "plots" / "kodak_full.png")
+    table = bd_table(cv, "vvc-vtm-published")
+    print("\n== Kodak, 24 full images: BD against VVC (VTM, published)")
+    for c, v in table.items():
+        print(f"  {c:22s} BD-rate {v['bd_rate_pct']:>10s} %   BD-PSNR {v['bd_psnr_db']:>10s} dB")
+    return {"vs_vvc": table, "curves": cv}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="udic eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=list(DOMAINS))
+    ap.add_argument("--images", type=int, default=6, help="first N bench-256 crops per domain")
+    ap.add_argument("--codecs", nargs="+", default=list(CODECS), choices=list(CODECS))
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--qualities", type=float, nargs="+", default=[1, 2, 3, 4, 5, 6])
+    ap.add_argument("--adapt", nargs="*", default=[], help="adaptive presets of ours to add (e.g. fast)")
+    ap.add_argument(
+        "--zoo",
+        nargs="*",
+        default=["bmshj2018-hyperprior", "mbt2018-mean"],
+        help="CompressAI pretrained models to add when their weights are present locally",
+    )
+    ap.add_argument("--kodak-full", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("results/eval"))
+    args = ap.parse_args(argv)
+    if datasets_root() is None:
+        raise SystemExit("udic eval: error: ../shared/datasets not found (set UDIC_DATASETS)")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    runners: list[tuple[str, list[float], Callable, Callable[[float], str]]] = []  # type: ignore[type-arg]
+    label, qs, fn = our_points(args.model, args.qualities, "none")
+    runners.append((label, qs, fn, lambda q: f"udic {args.model} quality={q:g} (plain)"))
+    for preset in args.adapt:
+        label, qs, fn = our_points(args.model, args.qualities, preset)
+        runners.append((label, qs, fn, lambda q, p=preset: f"udic {args.model} quality={q:g} adaptation={p}"))
+    for zoo in args.zoo:
+        from codec.zoo import ModelError, default_registry
+
+        try:
+            default_registry().get(zoo, 1)
+        except ModelError as exc:
+            print(f"skipping {zoo}: {exc}")
+            continue
+        label, qs, fn = our_points(zoo, [1, 2, 3, 4, 5, 6], "none")
+        runners.append((f"compressai-{zoo}", qs, fn, lambda q, z=zoo: f"CompressAI {z} quality={q:g} (pretrained)"))
+    for name in args.codecs:
+        codec = CODECS[name]
+
+        def conv(rgb: np.ndarray, s: float, c=codec) -> tuple[bytes, np.ndarray, float, float]:  # type: ignore[no-untyped-def]
+            t = time.perf_counter()
+            data = c.encode(rgb, s)
+            enc = time.perf_counter() - t
+            t = time.perf_counter()
+            dec = c.decode(data, rgb.shape[1], rgb.shape[0])
+            return data, dec, enc, time.perf_counter() - t
+
+        runners.append((name, list(codec.settings), conv, codec.describe))
+
+    images = {d: bench_images(d, args.images) for d in args.domains}
+    total = sum(len(v) for v in images.values()) * sum(len(r[1]) for r in runners)
+    rows: list[dict[str, object]] = []
+    bar = tqdm(total=total, desc="eval", unit="enc")
+    for domain, crops in images.items():
+        for b in crops:
+            px = b.rgb.shape[0] * b.rgb.shape[1]
+            for label, settings, fn, describe in runners:
+                for s in settings:
+                    data, dec, enc_s, dec_s = fn(b.rgb, s)
+                    rows.append(_row(domain, label, b.name, s, describe(s), len(data), px, b.rgb, dec, enc_s, dec_s))
+                    bar.update()
+        names = {b.name for b in crops}
+        rows += [r for r in vtm_reference(domain) if r["image"] in names]
+    bar.close()
+    with open(args.out / "points.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+    summary: dict[str, object] = {}
+    anchor = runners[0][0]
+    for domain in args.domains:
+        cv = curves([r for r in rows if r["domain"] == domain])
+        vs_ours, vs_vvc = bd_table(cv, anchor), bd_table(cv, "vtm444-ref")
+        summary[domain] = {"vs_" + anchor: vs_ours, "vs_vtm444": vs_vvc}
+        plot(cv, f"{domain}: bench-256, {args.images} crops", args.out / "plots" / f"{domain}.png")
+        print(f"\n== {domain} ({args.images} crops of 256x256): BD-rate % (negative = fewer bits than the anchor)")
+        print(f"  {'codec':26s} {'vs ' + anchor:>12s} {'vs VTM 4:4:4':>14s}   note")
+        for c in cv:
+            note = CODECS[c].note if c in CODECS else ("published reference" if c == "vtm444-ref" else "")
+            print(
+                f"  {c:26s} {vs_ours.get(c, {}).get('bd_rate_pct', '-'):>12s} "
+                f"{vs_vvc.get(c, {}).get('bd_rate_pct', '-'):>14s}   {note}"
+            )
+    if args.kodak_full:
+        summary["kodak_full"] = kodak_full(args.out, args.qualities, args.model)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"\npoints: {args.out / 'points.csv'}; plots: {args.out / 'plots'}; summary: {args.out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
