@@ -12,7 +12,7 @@ them back to RGB uint8; bpp counts all bytes of that file. PSNR is computed by t
 | jpeg2000   | Pillow (OpenJPEG)               | irreversible 9/7 + colour transform, rate-controlled to a target bpp |
 | avif444    | Pillow 13 (libavif)             | quality q, 4:4:4, speed 4, full range, tune=psnr (aom)|
 | jpegxl     | imagecodecs (libjxl)            | distance d, effort 7                                  |
-| hevc444    | FFmpeg libx265 (imageio-ffmpeg) | intra, fixed QP, tune psnr, RGB->YCbCr BT.601 full range in numpy, 4:4:4 8-bit |
+| hevc444    | FFmpeg libx265 (imageio-ffmpeg) | intra, fixed QP, tune psnr, BT.601 full-range YCbCr 4:4:4 8-bit |
 | vvc420     | FFmpeg libvvenc (imageio-ffmpeg)| intra, fixed QP, qpa 0, 4:2:0 10-bit (libvvenc's only format) |
 """
 
