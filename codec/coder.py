@@ -128,11 +128,7 @@ def encode_report(
     reg = registry or default_registry()
     img = image if isinstance(image, CodecImage) else load_image(image, max_pixels=max_pixels)
     progress(ProgressEvent("analysis", 0, 3, time.monotonic() - t0))
-    zoo_quality = None
-    if quality is not None and model != "default":
-        zoo_quality = int(quality) if float(quality).is_integer() else None
-    base = reg.get(model, zoo_quality if zoo_quality is not None else (None if model == "default" else quality))
-    level = base.level_for(quality, lmbda)
+    base, level = reg.resolve(model, quality, lmbda)
     x = to_tensor(img.rgb)
     progress(ProgressEvent("entropy-coding", 1, 3, time.monotonic() - t0))
     with canonical_compute():

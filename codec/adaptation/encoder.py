@@ -427,8 +427,7 @@ def adaptive_encode(
     cfg = resolve_config(config, **overrides)
     reg = registry or default_registry()
     img = image if isinstance(image, CodecImage) else load_image(image, max_pixels=max_pixels)
-    base = reg.get(model)
-    level = base.level_for(quality, lmbda)
+    base, level = reg.resolve(model, quality, lmbda)
     if cfg.latent == "none" and cfg.decoder == "none":
         res = encode_report(img, model=model, quality=level + 1.0, registry=reg, progress=progress)
         cost = _real_cost(res, img, base.lmbda_at(level))

@@ -317,6 +317,20 @@ class Registry:
                 self._cache.popitem(last=False)
             return model
 
+    def resolve(self, name: str, quality: float | None = None, lmbda: float | None = None) -> tuple[BaseModel, float]:
+        """The model to code with and the exact level: for zoo models the quality picks the network."""
+        if name in ZOO_MODELS:
+            lo, hi = min(_zoo_cfgs[name]), max(_zoo_cfgs[name])
+            if lmbda is not None:
+                raise InvalidQualityError(f"model {name} has fixed rates; give a quality {lo}-{hi}")
+            q = (lo + hi) // 2 if quality is None else quality
+            if float(q) != int(q):
+                raise InvalidQualityError(f"model {name} takes whole qualities {lo}-{hi}, got {q:g}")
+            base = self.get(name, int(q))
+            return base, base.level_for(float(q))
+        base = self.get(name)
+        return base, base.level_for(quality, lmbda)
+
     def _load(self, name: str, quality: int | None) -> BaseModel:
         if name == DEFAULT_MODEL:
             return _load_gained_file(WEIGHTS_DIR / "default.pt", DEFAULT_MODEL)

@@ -42,9 +42,7 @@ def _validate_image(data: bytes, max_pixels: int) -> tuple[int, int]:
 
 def _validate_options(opts: JobOptions) -> None:
     try:
-        zoo_q = int(opts.quality) if opts.quality is not None and float(opts.quality).is_integer() else None
-        base = registry().get(opts.model, zoo_q)
-        base.level_for(opts.quality, opts.lmbda)
+        base, _ = registry().resolve(opts.model, opts.quality, opts.lmbda)
         if opts.adaptation != "none" and not base.variable_rate:
             raise ModelError(f"adaptation works with the variable-rate models (like 'default'), not {opts.model}")
     except ModelError as exc:
