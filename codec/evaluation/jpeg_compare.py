@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import time
 from pathlib import Path
 
@@ -109,8 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.model:10s} {q:8g} {b:8.4f} {p:8.2f}")
     for q, b, p in zip(JPEG_QUALITIES, jb, jp, strict=True):
         print(f"{'jpeg420':10s} {q:8d} {b:8.4f} {p:8.2f}")
-    print(f"\nBD-rate of {args.model} vs JPEG 4:2:0: {format_bd(bd_rate, jb, jp, ob, op)} %")
-    print(f"BD-PSNR of {args.model} vs JPEG 4:2:0: {format_bd(bd_psnr, jb, jp, ob, op)} dB")
+    bdr, bdp = format_bd(bd_rate, jb, jp, ob, op), format_bd(bd_psnr, jb, jp, ob, op)
+    print(f"\nBD-rate of {args.model} vs JPEG 4:2:0: {bdr} %")
+    print(f"BD-PSNR of {args.model} vs JPEG 4:2:0: {bdp} dB")
+    summary = {
+        "images": len(files),
+        "model": args.model,
+        "ours": [{"quality": q, "bpp": b, "psnr": p} for q, b, p in zip(args.qualities, ob, op, strict=True)],
+        "jpeg420": [{"quality": q, "bpp": b, "psnr": p} for q, b, p in zip(JPEG_QUALITIES, jb, jp, strict=True)],
+        "bd_rate_vs_jpeg420_pct": bdr,
+        "bd_psnr_vs_jpeg420_db": bdp,
+    }
+    args.csv.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     return 0
 
 

@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--stop-after-minutes", type=float, default=0.0, help="leave cleanly after this")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from exported weights (e.g. codec/zoo/weights/default.pt) when --out has no checkpoint",
+    )
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -146,6 +152,12 @@ def main(argv: list[str] | None = None) -> None:
         gen.setstate(state["py_rng"])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt_path} at step {step} ({wall / 3600:.2f} h trained)")
+    elif args.init is not None:
+        shipped = torch.load(args.init, map_location=device, weights_only=True)
+        sd = {k: (v.float() if v.is_floating_point() else v) for k, v in shipped["state_dict"].items()}
+        model.load_state_dict(sd, strict=False)
+        step, wall = int(shipped.get("step") or 0), float(shipped.get("train_seconds") or 0.0)
+        print(f"initialised from {args.init} (step {step}); optimiser state starts fresh")
 
     images = load_training_images(data_dir, args.crop)
     kodak = torch.stack([torch.from_numpy(b.rgb).permute(2, 0, 1).float() / 255 for b in bench_images("kodak")]).to(
