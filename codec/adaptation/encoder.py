@@ -43,7 +43,7 @@ from codec.bitstream import Field, Section
 from codec.coder import EncodeResult, _finish, encode_report, pad_image, to_tensor
 from codec.determinism import best_device, canonical_compute
 from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage, load_image
-from codec.models.gained import GainedMeanScaleHyperprior, ste_round
+from codec.models.gained import EntropyParams, GainedMeanScaleHyperprior, ste_round
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
 from codec.zoo.registry import BaseModel, InvalidQualityError, Registry, default_registry, symbols_hash
 
@@ -254,33 +254,29 @@ class AdaptiveEncoder:
         return best[1], best[2]
 
     @torch.no_grad()
-    def _latent_bits(self, yg: Tensor, z: Tensor) -> float:
-        net = self.net
-        med = net.z_medians()
-        z_hat = torch.round(z - med) + med
-        p = net.entropy_params(z_hat, self.q)
-        y_hat = torch.round(yg - p.means) + p.means
-        return float(y_bits(net.gaussian_conditional, y_hat, p.scales, p.means) + z_bits(net.entropy_bottleneck, z_hat))
-
-    @torch.no_grad()
-    def _hard_loss(self, yg: Tensor, z: Tensor) -> float:
+    def _hard(self, yg: Tensor, z: Tensor) -> tuple[Tensor, Tensor, EntropyParams]:
+        """Bits, y_hat and entropy parameters of the latents as they would really be coded."""
         net = self.net
         med = net.z_medians()
         z_hat = torch.round(z - med) + med
         p = net.entropy_params(z_hat, self.q)
         y_hat = torch.round(yg - p.means) + p.means
         bits = y_bits(net.gaussian_conditional, y_hat, p.scales, p.means) + z_bits(net.entropy_bottleneck, z_hat)
-        mse = self._mse(net.synthesize(y_hat, p.inv_gain))
+        return bits, y_hat, p
+
+    def _latent_bits(self, yg: Tensor, z: Tensor) -> float:
+        return float(self._hard(yg, z)[0])
+
+    @torch.no_grad()
+    def _hard_loss(self, yg: Tensor, z: Tensor) -> float:
+        bits, y_hat, p = self._hard(yg, z)
+        mse = self._mse(self.net.synthesize(y_hat, p.inv_gain))
         return float(bits / self.pixels + self.lmbda * 255.0**2 * mse)
 
     # --- stage 2 ----------------------------------------------------------------------
-    @torch.no_grad()
     def _decoded_latents(self, yg: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        net = self.net
-        med = net.z_medians()
-        z_hat = torch.round(z - med) + med
-        p = net.entropy_params(z_hat, self.q)
-        return torch.round(yg - p.means) + p.means, p.inv_gain
+        _, y_hat, p = self._hard(yg, z)
+        return y_hat, p.inv_gain
 
     def train_adapters(self, yg: Tensor, z: Tensor) -> tuple[list[AdapterSpec], list[int]] | None:
         cfg, g_s = self.cfg, self.net.g_s

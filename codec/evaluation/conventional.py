@@ -126,43 +126,48 @@ def _pad_even(a: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(a, ((0, ph), (0, pw), (0, 0)), mode="edge") if (ph or pw) else a
 
 
+def _ffmpeg_encode(planar: bytes, pix_fmt: str, width: int, height: int, codec_args: list[str], fmt: str) -> bytes:
+    """One raw frame in, the codec's elementary stream out (its bytes are the file we count)."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, f"x.{fmt}")
+        args = [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            pix_fmt,
+            "-s",
+            f"{width}x{height}",
+            "-i",
+            "-",
+            "-frames:v",
+            "1",
+            *codec_args,
+            "-f",
+            fmt,
+            out,
+        ]
+        _run(args, planar)
+        with open(out, "rb") as f:
+            return f.read()
+
+
 def _hevc_encode(rgb: np.ndarray, qp: float) -> bytes:
     ycc = np.clip(np.round(rgb_to_ycbcr(_pad_even(rgb, 2))), 0, 255).astype(np.uint8)
     planar = np.ascontiguousarray(ycc.transpose(2, 0, 1)).tobytes()
-    hp, wp = ycc.shape[:2]
-    with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "x.hevc")
-        _run(
-            [
-                ffmpeg_exe(),
-                "-v",
-                "error",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "yuv444p",
-                "-s",
-                f"{wp}x{hp}",
-                "-i",
-                "-",
-                "-frames:v",
-                "1",
-                "-c:v",
-                "libx265",
-                "-preset",
-                "medium",
-                "-tune",
-                "psnr",
-                "-x265-params",
-                f"qp={int(qp)}:keyint=1:log-level=error:range=full",
-                "-f",
-                "hevc",
-                out,
-            ],
-            planar,
-        )
-        with open(out, "rb") as f:
-            return f.read()
+    x265 = [
+        "-c:v",
+        "libx265",
+        "-preset",
+        "medium",
+        "-tune",
+        "psnr",
+        "-x265-params",
+        f"qp={int(qp)}:keyint=1:log-level=error:range=full",
+    ]
+    return _ffmpeg_encode(planar, "yuv444p", ycc.shape[1], ycc.shape[0], x265, "hevc")
 
 
 def _vvc_encode(rgb: np.ndarray, qp: float) -> bytes:
@@ -173,39 +178,8 @@ def _vvc_encode(rgb: np.ndarray, qp: float) -> bytes:
     c = ycc[..., 1:].reshape(hp // 2, 2, wp // 2, 2, 2).mean(axis=(1, 3))
     c10 = np.clip(np.round(c * 4), 0, 1023).astype("<u2")
     planar = y10.tobytes() + np.ascontiguousarray(c10[..., 0]).tobytes() + np.ascontiguousarray(c10[..., 1]).tobytes()
-    with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "x.266")
-        _run(
-            [
-                ffmpeg_exe(),
-                "-v",
-                "error",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "yuv420p10le",
-                "-s",
-                f"{wp}x{hp}",
-                "-i",
-                "-",
-                "-frames:v",
-                "1",
-                "-c:v",
-                "libvvenc",
-                "-qp",
-                str(int(qp)),
-                "-qpa",
-                "0",
-                "-preset",
-                "1",
-                "-f",
-                "vvc",
-                out,
-            ],
-            planar,
-        )
-        with open(out, "rb") as f:
-            return f.read()
+    vvenc = ["-c:v", "libvvenc", "-qp", str(int(qp)), "-qpa", "0", "-preset", "1"]
+    return _ffmpeg_encode(planar, "yuv420p10le", wp, hp, vvenc, "vvc")
 
 
 def _ffmpeg_decode(fmt: str, pix_fmt: str) -> Callable[[bytes, int, int], np.ndarray]:
