@@ -71,6 +71,7 @@ class AdaptConfig:
     time_budget_s: float | None = None
     early_stop_patience: int = 0  # iterations without relative improvement > tol; 0 = off
     early_stop_tol: float = 1e-3
+    amp: bool = True  # bf16 autocast of the synthesis transform on GPUs that support it (rates stay fp32)
     seed: int = 0
 
 
@@ -180,12 +181,18 @@ class AdaptiveEncoder:
         self.pixels = float(self.h * self.w)
         self.curve: list[tuple[str, int, float, float]] = []
         self.clock = _Clock(cfg.time_budget_s)
+        # mixed precision only where it is safe and useful: CUDA with bf16 (no loss scaling needed).
+        # Only the synthesis runs in bf16; likelihoods stay fp32 (their 1e-9 floor underflows in 16 bits).
+        self.amp = bool(cfg.amp and device.type == "cuda" and torch.cuda.is_bf16_supported())
         torch.manual_seed(cfg.seed)
 
     # --- shared pieces --------------------------------------------------------------
     def _mse(self, x_hat: Tensor) -> Tensor:
         """MSE over the real pixels (not the padding) of the output as decoded: clamped to [0, 1]."""
-        return F.mse_loss(x_hat[..., : self.h, : self.w].clamp(0, 1), self.x[..., : self.h, : self.w])
+        return F.mse_loss(x_hat[..., : self.h, : self.w].float().clamp(0, 1), self.x[..., : self.h, : self.w])
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def _event(self, stage: str, it: int, total: int, bits: float, mse: float) -> None:
         psnr = 10 * np.log10(1.0 / max(mse, 1e-12))
@@ -228,7 +235,9 @@ class AdaptiveEncoder:
                 p = net.entropy_params(z_t, self.q)
             y_t = sga_round(yg - p.means, tau) + p.means
             bits = y_bits(net.gaussian_conditional, y_t, p.scales, p.means) + z_bits(net.entropy_bottleneck, z_t)
-            mse = self._mse(net.synthesize(y_t, p.inv_gain))
+            with self._autocast():
+                x_hat = net.synthesize(y_t, p.inv_gain)
+            mse = self._mse(x_hat)
             loss = bits / self.pixels + self.lmbda * 255.0**2 * mse
             if drop_h_a is not None:
                 y_in = (yg / gain).expand(cfg.dr_samples, -1, -1, -1)
@@ -305,8 +314,8 @@ class AdaptiveEncoder:
                 s.position: (lambda f, ab=ab: apply_adapter(f, *ab))
                 for s, ab in zip(specs, split_params(w_dec, specs), strict=True)
             }
-            out = hooks[first](feat)
-            x_hat = run_layers(g_s, out, first + 1, None, hooks)
+            with self._autocast():
+                x_hat = run_layers(g_s, hooks[first](feat), first + 1, None, hooks)
             mse = self._mse(x_hat)
             loss = bits / self.pixels + self.lmbda * 255.0**2 * mse
             opt.zero_grad(set_to_none=True)
