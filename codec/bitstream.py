@@ -64,6 +64,8 @@ class Field(IntEnum):
     IMAGE_SIZE = 0x82  # u32 width, u32 height
     LEVEL = 0x83  # float32 rate level (gained models) or u8 quality (zoo models): see codec.zoo
     COLOR = 0x84  # u8: 0 RGB, 1 grayscale source; alpha is a section
+    DOMAIN_ID = 0x85  # utf-8 id of the domain adapter the decoder must apply (codec.domains)
+    DOMAIN_HASH = 0x86  # 8 bytes, hash of that adapter's decoder-side weights
 
 
 class Section(IntEnum):

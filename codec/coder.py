@@ -122,13 +122,18 @@ def encode_report(
     registry: Registry | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: ProgressCallback = no_progress,
+    domain: str | None = None,
 ) -> EncodeResult:
-    """Encode an image with a base model (no adaptation) and verify the result decodes."""
+    """Encode an image with a base model (no per-image adaptation) and verify the result decodes.
+
+    ``domain`` names a stored domain adapter (codec.domains) to encode with."""
     t0 = time.monotonic()
     reg = registry or default_registry()
     img = image if isinstance(image, CodecImage) else load_image(image, max_pixels=max_pixels)
     progress(ProgressEvent("analysis", 0, 3, time.monotonic() - t0))
     base, level = reg.resolve(model, quality, lmbda)
+    if domain is not None:
+        base = reg.domain_model(base.name, domain)
     x = to_tensor(img.rgb)
     progress(ProgressEvent("entropy-coding", 1, 3, time.monotonic() - t0))
     with canonical_compute():
@@ -159,6 +164,9 @@ def build_container(
     c.sections[Section.Z] = strings[1][0]
     if img.alpha is not None:
         c.sections[Section.ALPHA] = _alpha_payload(img.alpha)
+    if base.domain is not None:
+        c.set_str(Field.DOMAIN_ID, base.domain[0])
+        c.fields[Field.DOMAIN_HASH] = base.domain[1]
     c.fields.update(extra_fields or {})
     c.sections.update(extra_sections or {})
     return c.to_bytes()
@@ -220,6 +228,7 @@ def read_header(data: bytes) -> dict[str, object]:
         "quality": (zoo_q if zoo_q is not None else round(level + 1.0, 4)),
         "grayscale": c.fields.get(Field.COLOR, b"\x00") == b"\x01",
         "alpha": Section.ALPHA in c.sections,
+        "domain": c.get_str(Field.DOMAIN_ID) if Field.DOMAIN_ID in c.fields else None,
         "bytes": len(data),
         "bpp": len(data) * 8.0 / (w * h),
         "sections": {
@@ -245,6 +254,9 @@ def resolve_model(c: Container, registry: Registry) -> tuple[BaseModel, float]:
     lo, hi = base.quality_range
     if not (lo - 1 <= level <= hi - 1):
         raise BitstreamError("bitstream is corrupt (rate level out of range)")
+    if Field.DOMAIN_ID in c.fields:
+        domain_hash = c.require(Field.DOMAIN_HASH)
+        base = registry.domain_model(name, c.get_str(Field.DOMAIN_ID), domain_hash, with_encoder=False)
     return base, level
 
 

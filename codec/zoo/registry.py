@@ -101,6 +101,7 @@ class BaseModel:
     quality_range: tuple[float, float]
     lambdas: tuple[float, ...]
     description: str = ""
+    domain: tuple[str, bytes] | None = None  # (id, hash) of a baked-in domain adapter
 
     # --- quality <-> level -----------------------------------------------------------
     def level_for(self, quality: float | None = None, lmbda: float | None = None) -> float:
@@ -281,9 +282,12 @@ class _CheckpointEntry:
 class Registry:
     """Names -> loaders, with a small LRU of loaded models (thread-safe)."""
 
-    def __init__(self, capacity: int = 8):
+    def __init__(self, capacity: int = 8, domains_dir: Path | None = None):
+        from codec.domains.store import DomainStore
+
         self.capacity = capacity
-        self._cache: OrderedDict[tuple[str, int], BaseModel] = OrderedDict()
+        self.domains = DomainStore(domains_dir or Path(os.environ.get("UDIC_DOMAINS_DIR", "var/domains")))
+        self._cache: OrderedDict[tuple[str, object], BaseModel] = OrderedDict()
         self._checkpoints: dict[str, _CheckpointEntry] = {}
         self._lock = threading.RLock()
         for item in filter(None, os.environ.get("UDIC_CHECKPOINTS", "").split(os.pathsep)):
@@ -316,6 +320,54 @@ class Registry:
             while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)
             return model
+
+    def domain_model(
+        self, name: str, domain_id: str, expected_hash: bytes | None = None, with_encoder: bool = True
+    ) -> BaseModel:
+        """The base model with a stored domain adapter baked in (cached like any model).
+
+        Decoders pass ``with_encoder=False``: they only need (and may only have) the decoder side.
+        """
+        from codec.domains.modules import bake
+        from codec.domains.store import DomainError, UnknownDomainError
+
+        key = (name, f"domain:{domain_id}:{int(with_encoder)}")
+        with self._lock:
+            if key in self._cache:
+                model = self._cache[key]
+                if expected_hash is not None and model.domain and model.domain[1] != expected_hash:
+                    raise ModelMismatchError(
+                        f"domain adapter {domain_id!r} here has different weights than the bitstream's"
+                    )
+                self._cache.move_to_end(key)
+                return model
+        base = self.get(name)
+        try:
+            rec = self.domains.get(domain_id)
+        except UnknownDomainError as exc:
+            raise UnknownModelError(str(exc)) from None
+        if expected_hash is not None and rec.hash != expected_hash:
+            raise ModelMismatchError(f"domain adapter {domain_id!r} here has different weights than the bitstream's")
+        if rec.base_model != name or rec.base_hash != base.hash.hex():
+            raise ModelError(f"domain adapter {domain_id!r} was trained for {rec.base_model} with other weights")
+        if not isinstance(base.net, GainedMeanScaleHyperprior):
+            raise DomainError("domain adapters need a variable-rate base model")
+        net = bake(base.net, rec.decoder, rec.encoder if with_encoder else None, rec.rank)
+        model = BaseModel(
+            name,
+            net,
+            base.hash,
+            True,
+            base.quality_range,
+            base.lambdas,
+            f"{name} + domain adapter {rec.id}",
+            domain=(rec.id, rec.hash),
+        )
+        with self._lock:
+            self._cache[key] = model
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        return model
 
     def resolve(self, name: str, quality: float | None = None, lmbda: float | None = None) -> tuple[BaseModel, float]:
         """The model to code with and the exact level: for zoo models the quality picks the network."""
