@@ -49,7 +49,8 @@ def test_encode_with_domain_decodes_identically_in_a_fresh_process(domain, tmp_p
         from codec.zoo import Registry
         from codec.coder import decode_image
         reg = Registry(domains_dir=Path({str(reg.domains.root)!r}))
-        np.save({str(tmp_path / "d.npy")!r}, decode_image(open({str(tmp_path / "d.udic")!r}, "rb").read(), registry=reg).rgb)
+        data = open({str(tmp_path / "d.udic")!r}, "rb").read()
+        np.save({str(tmp_path / "d.npy")!r}, decode_image(data, registry=reg).rgb)
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
     assert np.array_equal(np.load(tmp_path / "d.npy"), here)
