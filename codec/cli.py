@@ -53,7 +53,14 @@ def _encode_one(src: Path, args: argparse.Namespace):  # type: ignore[no-untyped
     from codec.coder import encode_report
 
     if args.adapt == "none":
-        return encode_report(src, model=args.model, quality=args.quality, lmbda=args.lmbda, max_pixels=args.max_pixels)
+        return encode_report(
+            src,
+            model=args.model,
+            quality=args.quality,
+            lmbda=args.lmbda,
+            max_pixels=args.max_pixels,
+            domain=args.domain,
+        )
     from codec.adaptation.encoder import adaptive_encode
     from codec.progress import ProgressEvent
 
@@ -158,6 +165,45 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_domain(args: argparse.Namespace) -> int:
+    from codec.domains.train import train_domain
+    from codec.imageio import load_image
+    from codec.zoo import default_registry
+
+    if not 2 <= len(args.images) <= 200:
+        raise CliError("give 2-200 sample images (5-25 recommended)")
+    reg = default_registry()
+    base = reg.get(args.model)
+    images = [load_image(p) for p in args.images]
+    trained = train_domain(
+        base.net,
+        images,
+        steps=args.steps,
+        stage2_steps=args.stage2_steps,
+        crop=args.crop,
+        time_budget_s=args.time_budget,
+        show=not args.quiet,
+    )
+    rec = reg.domains.save(args.name, base.name, base.hash, trained)
+    print(
+        f"domain adapter {rec.id}: {trained.n_train} training / {trained.n_val} validation images, "
+        f"{trained.steps[0]}+{trained.steps[1]} steps in {trained.seconds:.0f} s, "
+        f"validation RD-cost saving {trained.gain_pct:.1f}% (stored in {reg.domains.root})"
+    )
+    return 0
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    from codec.zoo import default_registry
+
+    for rec in default_registry().domains.list():
+        s = rec.summary()
+        print(
+            f"{s['id']:32s} base {s['base_model']:10s} gain {s['gain_pct']:6.2f}%  {s['n_train']}+{s['n_val']} images"
+        )
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from codec.zoo import ModelError, default_registry
 
@@ -212,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="content adaptation preset (slower encode, smaller files); default none",
     )
     e.add_argument("--time-budget", type=float, help="seconds the adaptation may take")
+    e.add_argument("--domain", help="a trained domain adapter id (udic domains), or 'auto'")
     e.add_argument("--latent-iters", type=int, help="override the preset's latent refinement steps")
     e.add_argument("--decoder-iters", type=int, help="override the preset's adapter steps")
     e.add_argument("--quiet", action="store_true")
@@ -229,6 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     sub.add_parser("eval", help="compare with conventional codecs per domain (udic eval --help)", add_help=False)
+
+    t = sub.add_parser("train-domain", help="train a domain adapter from 5-25 sample images")
+    t.add_argument("name", help="a name for the domain (letters, digits, _ and -)")
+    t.add_argument("images", nargs="+", type=Path)
+    t.add_argument("-m", "--model", default="default")
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--stage2-steps", type=int, default=500)
+    t.add_argument("--crop", type=int, default=128)
+    t.add_argument("--time-budget", type=float, default=None)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train_domain)
+
+    dl = sub.add_parser("domains", help="list the trained domain adapters")
+    dl.set_defaults(func=cmd_domains)
 
     m = sub.add_parser("models", help="list the models this installation knows")
     m.add_argument("--load-all", action="store_true", help="also try to load zoo models (needs their weights)")
@@ -264,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelError as exc:
         print(f"udic: error: {exc}", file=sys.stderr)
         return EXIT_MODEL
+    except ValueError as exc:  # e.g. a domain name or sample count the trainer refuses
+        print(f"udic: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("udic: interrupted", file=sys.stderr)
         return 130

@@ -126,12 +126,17 @@ def encode_report(
 ) -> EncodeResult:
     """Encode an image with a base model (no per-image adaptation) and verify the result decodes.
 
-    ``domain`` names a stored domain adapter (codec.domains) to encode with."""
+    ``domain`` names a stored domain adapter (codec.domains) to encode with, or ``"auto"`` to let
+    the cheapest of the stored adapters (or none) be chosen for this image."""
     t0 = time.monotonic()
     reg = registry or default_registry()
     img = image if isinstance(image, CodecImage) else load_image(image, max_pixels=max_pixels)
     progress(ProgressEvent("analysis", 0, 3, time.monotonic() - t0))
     base, level = reg.resolve(model, quality, lmbda)
+    if domain == "auto":
+        from codec.domains.auto import choose_domain
+
+        domain, _ = choose_domain(reg, base.name, img, level)
     if domain is not None:
         base = reg.domain_model(base.name, domain)
     x = to_tensor(img.rgb)

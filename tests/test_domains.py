@@ -85,3 +85,14 @@ def test_store_lists_with_measured_gain(domain) -> None:  # type: ignore[no-unty
     assert domain_id in listed
     summary = listed[domain_id].summary()
     assert summary["base_model"] == "default" and isinstance(summary["gain_pct"], float)
+
+
+def test_auto_picks_the_cheapest_candidate(domain) -> None:  # type: ignore[no-untyped-def]
+    from codec.domains.auto import choose_domain
+
+    reg, domain_id, imgs = domain
+    best, costs = choose_domain(reg, "default", imgs[2], 2.0)
+    assert set(costs) == {"none", domain_id}
+    assert costs[best or "none"] == min(costs.values())
+    r = encode_report(imgs[2], quality=3, registry=reg, domain="auto")
+    assert read_header(r.data)["domain"] == best

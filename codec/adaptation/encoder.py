@@ -377,7 +377,13 @@ class AdaptiveEncoder:
         cfg = self.cfg
         stage_s: dict[str, float] = {}
         t = time.monotonic()
-        plain = encode_report(self.img, model=self.base.name, quality=self.level + 1.0, registry=self.registry)
+        plain = encode_report(
+            self.img,
+            model=self.base.name,
+            quality=self.level + 1.0,
+            registry=self.registry,
+            domain=self.base.domain[0] if self.base.domain else None,
+        )
         stage_s["plain"] = time.monotonic() - t
         candidates = {"plain": plain}
         if cfg.latent != "none" and cfg.latent_iters > 0:
@@ -426,6 +432,7 @@ def adaptive_encode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: ProgressCallback = no_progress,
     device: torch.device | None = None,
+    domain: str | None = None,
     **overrides: object,
 ) -> AdaptiveResult:
     """Encode with content adaptation; see the module notes. ``overrides`` replace config fields."""
@@ -433,8 +440,14 @@ def adaptive_encode(
     reg = registry or default_registry()
     img = image if isinstance(image, CodecImage) else load_image(image, max_pixels=max_pixels)
     base, level = reg.resolve(model, quality, lmbda)
+    if domain == "auto":
+        from codec.domains.auto import choose_domain
+
+        domain, _ = choose_domain(reg, base.name, img, level)
+    if domain is not None:
+        base = reg.domain_model(base.name, domain)
     if cfg.latent == "none" and cfg.decoder == "none":
-        res = encode_report(img, model=model, quality=level + 1.0, registry=reg, progress=progress)
+        res = encode_report(img, model=model, quality=level + 1.0, registry=reg, progress=progress, domain=domain)
         cost = _real_cost(res, img, base.lmbda_at(level))
         return AdaptiveResult(res, "plain", {"plain": cost}, {}, points={"plain": (res.bpp, res.psnr)})
     enc = AdaptiveEncoder(base, img, level, cfg, device or best_device(), progress, reg)
