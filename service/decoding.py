@@ -20,7 +20,8 @@ def registry() -> Registry:
     global _registry
     with _lock:
         if _registry is None:
-            _registry = Registry(capacity=get_settings().decode_cache_models)
+            settings = get_settings()
+            _registry = Registry(capacity=settings.decode_cache_models, domains_dir=settings.domains_path)
         return _registry
 
 

@@ -14,7 +14,7 @@ from rq import Queue
 
 from codec import __version__
 from service.api.deps import Resources
-from service.api.routes import bitstreams, jobs, system
+from service.api.routes import bitstreams, domains, jobs, system
 from service.core.config import Settings, get_settings
 from service.core.errors import install_error_handlers
 from service.core.logging import setup_logging
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(jobs.router)
     app.include_router(bitstreams.router)
+    app.include_router(domains.router)
     return app
 
 

@@ -20,6 +20,8 @@ class JobOptions(BaseModel):
         description="content adaptation preset: none (fast, plain), fast, balanced, paper (001's 2000+500 steps), max",
     )
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for the encode")
+    domain: str | None = Field(None, description="a trained domain adapter id, or 'auto'")
+    kind: Literal["encode", "domain"] = "encode"
 
 
 class Progress(BaseModel):
@@ -45,6 +47,7 @@ class Metrics(BaseModel):
         "plain", description="what the adaptive encode kept: plain, latents, latents+adapters"
     )
     rd_saving_pct: float = Field(0.0, description="RD cost saved against the plain encode, percent")
+    domain: str | None = Field(None, description="the domain adapter the encode used (chosen when 'auto')")
 
 
 class ErrorInfo(BaseModel):
@@ -52,8 +55,24 @@ class ErrorInfo(BaseModel):
     detail: str
 
 
+class DomainInfo(BaseModel):
+    id: str
+    name: str
+    base_model: str
+    hash: str
+    gain_pct: float = Field(description="RD-cost saving on the held-out sample images, percent")
+    created: float
+    n_train: int
+    n_val: int
+
+
+class DomainList(BaseModel):
+    domains: list[DomainInfo]
+
+
 class JobLinks(BaseModel):
     self: str
+    domain: str | None = None
     bitstream: str | None = None
     image: str | None = None
 
@@ -71,6 +90,7 @@ class JobView(BaseModel):
     options: JobOptions
     progress: Progress | None = None
     metrics: Metrics | None = None
+    domain: DomainInfo | None = Field(None, description="for domain-training jobs: the trained adapter")
     error: ErrorInfo | None = None
     cancel_requested: bool = False
     attempts: int = 0

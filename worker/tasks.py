@@ -15,6 +15,7 @@ from redis import Redis
 from rq import get_current_job
 
 from service.core.config import Settings, get_settings
+from service.decoding import registry
 from service.jobs import JobStore
 from service.storage import storage_from_settings
 
@@ -70,7 +71,7 @@ def encode_job(job_id: str) -> dict[str, Any]:
 
 def _encode(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: JobStore) -> dict[str, Any]:
     from codec.bitstream import BitstreamError
-    from codec.coder import encode_report
+    from codec.coder import encode_report, read_header
     from codec.imageio import ImageInputError
     from codec.progress import ProgressEvent
     from codec.zoo import ModelError
@@ -114,6 +115,8 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: J
                 lmbda=opts.get("lmbda"),
                 max_pixels=settings.max_pixels,
                 progress=on_progress,
+                registry=registry(),
+                domain=opts.get("domain"),
             )
         else:
             from codec.adaptation.encoder import adaptive_encode
@@ -129,6 +132,8 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: J
                 max_pixels=settings.max_pixels,
                 progress=on_progress,
                 time_budget_s=budget,
+                registry=registry(),
+                domain=opts.get("domain"),
             )
             result, choice = out.result, out.choice
             saving = 100.0 * (1.0 - out.costs[choice] / out.costs["plain"]) if out.costs["plain"] > 0 else 0.0
@@ -148,6 +153,7 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: J
         "adaptation": preset,
         "adaptation_choice": choice,
         "rd_saving_pct": round(saving, 3),
+        "domain": read_header(result.data)["domain"],
     }
     store.update(job_id, state="finished", bitstream_key=key, metrics=metrics, finished_at=time.time())
     store.count_state("finished")
@@ -185,3 +191,92 @@ def on_job_failure(job: Any, connection: Redis, exc_type: type, exc_value: BaseE
     store.update(job_id, state="failed", finished_at=time.time(), error={"type": kind, "detail": detail})
     store.count_state("failed")
     log.warning("job failed", extra={"job_id": job_id, "reason": kind, "detail": detail})
+
+
+def train_domain_job(job_id: str) -> dict[str, Any]:
+    """rq entry point: train a domain adapter from the job's sample images and store it."""
+    settings = get_settings()
+    rq_job = get_current_job()
+    redis: Redis = rq_job.connection if rq_job is not None else Redis.from_url(settings.redis_url)
+    store = _store(settings, redis)
+    try:
+        return _train_domain(job_id, settings, rq_job, store)
+    except JobCancelled:
+        store.update(job_id, state="cancelled", finished_at=time.time(), error={})
+        store.count_state("cancelled")
+        return {"state": "cancelled"}
+    except JobInputError as exc:
+        store.update(
+            job_id, state="failed", finished_at=time.time(), error={"type": "invalid-input", "detail": str(exc)}
+        )
+        store.count_state("failed")
+        return {"state": "failed"}
+
+
+def _train_domain(job_id: str, settings: Settings, rq_job: Any, store: JobStore) -> dict[str, Any]:
+    from codec.domains.train import train_domain
+    from codec.imageio import ImageInputError, load_image
+    from codec.progress import ProgressEvent
+
+    storage = storage_from_settings(settings)
+    rec = store.get(job_id)
+    if rec is None:
+        raise JobInputError(f"job {job_id} has no record (expired?)")
+    opts = rec.options
+    started = time.time()
+    store.update(job_id, state="running", started_at=started, attempts=rec.attempts + 1, error={})
+    log.info(
+        "domain training started", extra={"job_id": job_id, "owner": rec.owner, "domain_name": opts.get("domain_name")}
+    )
+    images = []
+    try:
+        for i in range(int(opts["samples"])):
+            images.append(load_image(storage.get(f"{rec.upload_key}/{i}"), max_pixels=settings.max_pixels))
+    except KeyError:
+        raise JobInputError("the sample images are no longer in storage") from None
+    except ImageInputError as exc:
+        raise JobInputError(str(exc)) from None
+    last = [0.0]
+
+    def on_progress(ev: ProgressEvent) -> None:
+        if store.cancel_requested(job_id):
+            raise JobCancelled("cancelled by the user")
+        if time.monotonic() - last[0] >= settings.progress_interval_s:
+            last[0] = time.monotonic()
+            store.set_progress(job_id, ev.as_dict())
+            if rq_job is not None:
+                rq_job.meta["progress"] = ev.as_dict()
+                rq_job.save_meta()
+
+    reg = registry()
+    base = reg.get(opts.get("model") or settings.default_model)
+    budget = opts.get("time_budget_s") or settings.job_timeout_s * 0.8
+    trained = train_domain(
+        base.net,
+        images,
+        steps=int(opts["steps"]),
+        stage2_steps=int(opts["stage2_steps"]),
+        time_budget_s=min(float(budget), settings.job_timeout_s * 0.8),
+        progress=on_progress,
+    )
+    saved = reg.domains.save(str(opts["domain_name"]), base.name, base.hash, trained, owner=rec.owner)
+    summary = saved.summary()
+    store.update(
+        job_id,
+        state="finished",
+        finished_at=time.time(),
+        metrics={"domain": summary},
+        progress={
+            "stage": "done",
+            "iteration": sum(trained.steps),
+            "total": sum(trained.steps),
+            "elapsed_s": trained.seconds,
+        },
+    )
+    store.count_state("finished")
+    for i in range(int(opts["samples"])):
+        storage.delete(f"{rec.upload_key}/{i}")
+    log.info(
+        "domain adapter trained", extra={"job_id": job_id, "domain": saved.id, "gain_pct": round(trained.gain_pct, 2)}
+    )
+    return {"state": "finished", "domain": summary}

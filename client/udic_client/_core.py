@@ -42,15 +42,14 @@ def compress_form(
     adaptation: str,
     time_budget_s: float | None,
     idempotency_key: str | None,
+    domain: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """(files, data, headers) for POST /v1/jobs. An Idempotency-Key is always sent, so a retried
     upload never creates a second job."""
-    if isinstance(image, (bytes, bytearray)):
-        content, name = bytes(image), "image"
-    else:
-        path = Path(image)
-        content, name = path.read_bytes(), path.name
+    content, name = _read(image)
     data = {"model": model, "adaptation": adaptation}
+    if domain is not None:
+        data["domain"] = domain
     if quality is not None:
         data["quality"] = str(quality)
     if lmbda is not None:
@@ -60,6 +59,22 @@ def compress_form(
     files = {"file": (name, content, "application/octet-stream")}
     headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
     return files, data, headers
+
+
+def _read(image: ImageSource) -> tuple[bytes, str]:
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image), "image"
+    path = Path(image)
+    return path.read_bytes(), path.name
+
+
+def domain_files(images: list[ImageSource]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """Multipart parts for POST /v1/domains (one 'files' part per sample image)."""
+    out = []
+    for i, image in enumerate(images):
+        content, name = _read(image)
+        out.append(("files", (name if name != "image" else f"sample{i}", content, "application/octet-stream")))
+    return out
 
 
 def check(response: httpx.Response) -> httpx.Response:

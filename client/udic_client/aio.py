@@ -64,9 +64,10 @@ class AsyncClient:
         adaptation: str = "none",
         time_budget_s: float | None = None,
         idempotency_key: str | None = None,
+        domain: str | None = None,
     ) -> Job:
         files, data, headers = _core.compress_form(
-            image, model, quality, lmbda, adaptation, time_budget_s, idempotency_key
+            image, model, quality, lmbda, adaptation, time_budget_s, idempotency_key, domain
         )
         r = await self._request("POST", "/v1/jobs", files=files, data=data, headers=headers)
         return Job.model_validate(r.json())
@@ -125,6 +126,7 @@ class AsyncClient:
         progress: ProgressArg = False,
         timeout: float | None = None,
         idempotency_key: str | None = None,
+        domain: str | None = None,
     ) -> CompressResult | Job:
         job = await self.submit(
             image,
@@ -134,11 +136,38 @@ class AsyncClient:
             adaptation=adaptation,
             time_budget_s=time_budget_s,
             idempotency_key=idempotency_key,
+            domain=domain,
         )
         if not wait:
             return job
         job = await self.wait(job.id, timeout=timeout, progress=progress)
         return CompressResult(job=job, metrics=job.metrics, bitstream=await self.download(job.id))
+
+    async def train_domain(
+        self,
+        name: str,
+        images: list[ImageSource],
+        *,
+        model: str = "default",
+        steps: int = 2000,
+        stage2_steps: int = 500,
+        time_budget_s: float | None = None,
+        wait: bool = True,
+        progress: ProgressArg = False,
+        timeout: float | None = None,
+    ) -> Job:
+        files = _core.domain_files(images)
+        data = {"name": name, "model": model, "steps": str(steps), "stage2_steps": str(stage2_steps)}
+        if time_budget_s is not None:
+            data["time_budget_s"] = str(time_budget_s)
+        job = Job.model_validate((await self._request("POST", "/v1/domains", files=files, data=data)).json())
+        return await self.wait(job.id, timeout=timeout, progress=progress) if wait else job
+
+    async def domains(self) -> list[dict[str, Any]]:
+        return (await self._request("GET", "/v1/domains")).json()["domains"]  # type: ignore[no-any-return]
+
+    async def domain(self, domain_id: str) -> dict[str, Any]:
+        return (await self._request("GET", f"/v1/domains/{domain_id}")).json()  # type: ignore[no-any-return]
 
     async def models(self) -> list[dict[str, Any]]:
         return (await self._request("GET", "/v1/models")).json()  # type: ignore[no-any-return]

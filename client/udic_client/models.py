@@ -32,6 +32,7 @@ class JobMetrics(_Model):
     adaptation: str = "none"
     adaptation_choice: str = "plain"
     rd_saving_pct: float = 0.0
+    domain: str | None = None
 
 
 class JobError(_Model):
@@ -51,6 +52,7 @@ class Job(_Model):
     options: dict[str, Any] = {}
     progress: JobProgress | None = None
     metrics: JobMetrics | None = None
+    domain: dict[str, Any] | None = None  # domain-training jobs: the trained adapter
     error: JobError | None = None
     cancel_requested: bool = False
     attempts: int = 0

@@ -52,11 +52,13 @@ class DomainRecord:
     n_val: int
     decoder: dict[str, torch.Tensor]
     encoder: dict[str, torch.Tensor]
+    owner: str = "anonymous"
 
     def summary(self) -> dict[str, object]:
         return {
             "id": self.id,
             "name": self.name,
+            "owner": self.owner,
             "base_model": self.base_model,
             "hash": self.hash.hex(),
             "gain_pct": round(self.gain_pct, 3),
@@ -70,7 +72,9 @@ class DomainStore:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def save(self, name: str, base_model: str, base_hash: bytes, trained: DomainTraining) -> DomainRecord:
+    def save(
+        self, name: str, base_model: str, base_hash: bytes, trained: DomainTraining, owner: str = "anonymous"
+    ) -> DomainRecord:
         if not _NAME.match(name):
             raise DomainError("a domain name is 1-48 letters, digits, '_' or '-'")
         decoder = {k: v.half() for k, v in trained.decoder.items()}  # stored (and hashed) as decoders load it
@@ -89,6 +93,7 @@ class DomainStore:
             trained.n_val,
             decoder,
             encoder,
+            owner,
         )
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{rec.id}.tmp"
@@ -127,6 +132,7 @@ class DomainStore:
             d["n_val"],
             d["decoder"],
             d["encoder"],
+            d.get("owner", "anonymous"),
         )
 
     def list(self) -> list[DomainRecord]:

@@ -13,7 +13,7 @@ from service.api.deps import Resources
 from service.core.errors import ProblemError
 from service.core.security import ANONYMOUS
 from service.jobs import TERMINAL, JobRecord, resolve_state
-from service.models import ErrorInfo, JobLinks, JobOptions, JobView, Metrics, Progress
+from service.models import DomainInfo, ErrorInfo, JobLinks, JobOptions, JobView, Metrics, Progress
 
 _last_cleanup = [0.0]
 
@@ -61,7 +61,12 @@ def job_view(res: Resources, rec: JobRecord, state: str | None = None) -> JobVie
     state = state or current_state(res, rec)
     base = f"/v1/jobs/{rec.id}"
     links = JobLinks(self=base)
-    if state == "finished":
+    is_domain_job = rec.options.get("kind") == "domain"
+    domain = None
+    if state == "finished" and is_domain_job:
+        domain = DomainInfo(**rec.metrics["domain"]) if rec.metrics.get("domain") else None
+        links.domain = f"/v1/domains/{domain.id}" if domain else None
+    elif state == "finished":
         links.bitstream = f"/v1/bitstreams/{rec.id}"
         links.image = f"/v1/bitstreams/{rec.id}/image"
     return JobView(
@@ -76,7 +81,8 @@ def job_view(res: Resources, rec: JobRecord, state: str | None = None) -> JobVie
         upload_bytes=rec.upload_bytes,
         options=JobOptions(**rec.options),
         progress=Progress(**rec.progress) if rec.progress else None,
-        metrics=Metrics(**rec.metrics) if rec.metrics and state == "finished" else None,
+        metrics=Metrics(**rec.metrics) if rec.metrics and state == "finished" and not is_domain_job else None,
+        domain=domain,
         error=ErrorInfo(**rec.error) if rec.error and state in ("failed", "queued") else None,
         cancel_requested=res.store.cancel_requested(rec.id),
         attempts=rec.attempts,

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     storage_root: Path = Path("var/storage")
     queue_name: str = "udic-encode"
+    domains_dir: Path | None = Field(None, description="trained domain adapters; default <storage_root>/domains")
     key_prefix: str = "udic"
 
     # --- limits on what users send
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
             key, _, owner = item.partition(":")
             out[key] = owner
         return out
+
+    @property
+    def domains_path(self) -> Path:
+        return self.domains_dir or self.storage_root / "domains"
 
     @property
     def auth_enabled(self) -> bool:

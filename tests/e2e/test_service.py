@@ -230,3 +230,45 @@ async def test_async_client_same_surface(e2e: E2EStack, small_png: bytes) -> Non
         img = await ac.decode(result.bitstream)
         assert img.size == (256, 192)
         assert (await ac.job(result.job.id)).state == "finished"
+
+
+def test_domain_adapter_trained_listed_used_and_private(e2e: E2EStack, datasets) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from codec.datasets import bench_images
+
+    def png(rgb: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="PNG")
+        return buf.getvalue()
+
+    samples = [png(b.rgb[:128, :128]) for b in bench_images("screen", 5)]
+    c, bob = client(e2e), client(e2e, "bob")
+    with pytest.raises(ValidationError) as exc:
+        c.train_domain("too-few", samples[:3], steps=5, stage2_steps=1, progress=False)
+    assert exc.value.kind == "invalid-samples"
+    job = c.train_domain("screens", samples, steps=12, stage2_steps=3, progress=False, timeout=300)
+    assert job.state == "finished" and job.domain is not None
+    domain_id = job.domain["id"]
+    assert domain_id.startswith("screens-") and isinstance(job.domain["gain_pct"], float)
+    assert domain_id in {d["id"] for d in c.domains()}
+    assert c.domain(domain_id)["n_val"] == 1
+    assert domain_id not in {d["id"] for d in bob.domains()}  # a key sees only its own adapters
+    with pytest.raises(NotFoundError):
+        bob.domain(domain_id)
+    with pytest.raises(ValidationError):
+        bob.submit(samples[0], domain=domain_id)
+    result = c.compress(samples[0], quality=3, domain=domain_id, progress=False)
+    assert result.metrics.domain == domain_id
+    # decoding goes through the API's cache of base models with domain adapters applied
+    assert np.array_equal(
+        np.asarray(c.decode(result.bitstream).convert("RGB")), decode_image_with_domains(e2e, result.bitstream)
+    )
+    auto = c.compress(samples[1], quality=3, domain="auto", progress=False)
+    assert auto.metrics.domain in (None, domain_id)
+
+
+def decode_image_with_domains(e2e: E2EStack, data: bytes) -> np.ndarray:
+    from codec.zoo import Registry
+
+    return decode_image(data, registry=Registry(domains_dir=e2e.data / "storage" / "domains")).rgb

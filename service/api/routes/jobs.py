@@ -15,12 +15,13 @@ from rq import Callback, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from codec.domains.store import UnknownDomainError
 from codec.imageio import ImageInputError, load_image
 from codec.zoo import ModelError
 from service.api.deps import Resources, resources
 from service.api.views import current_state, job_view, load_owned
 from service.core.errors import ProblemError
-from service.core.security import current_owner
+from service.core.security import ANONYMOUS, current_owner
 from service.decoding import registry
 from service.jobs import TERMINAL, JobRecord, new_job_id, now
 from service.models import ADAPTATIONS, JobList, JobOptions, JobView
@@ -29,7 +30,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger("udic.api")
 
 
-def _validate_image(data: bytes, max_pixels: int) -> tuple[int, int]:
+def validate_image(data: bytes, max_pixels: int) -> tuple[int, int]:
     if not data:
         raise ProblemError(422, "invalid-image", "Empty upload", "the uploaded file has no bytes")
     try:
@@ -58,6 +59,7 @@ async def create_job(
     lmbda: Annotated[float | None, Form(alias="lambda")] = None,
     adaptation: Annotated[str, Form()] = "none",
     time_budget_s: Annotated[float | None, Form(gt=0)] = None,
+    domain: Annotated[str | None, Form(description="a domain adapter id, or 'auto'")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     owner: str = Depends(current_owner),
     res: Resources = Depends(resources),
@@ -77,10 +79,18 @@ async def create_job(
         lmbda=lmbda,
         adaptation=adaptation,  # type: ignore[arg-type]
         time_budget_s=time_budget_s,
+        domain=domain or None,
     )
+    if opts.domain not in (None, "auto"):
+        try:
+            rec_d = await run_in_threadpool(registry().domains.get, opts.domain)
+        except UnknownDomainError:
+            rec_d = None
+        if rec_d is None or (owner != ANONYMOUS and rec_d.owner != owner):
+            raise ProblemError(422, "unknown-domain", "Invalid encode options", f"no domain adapter {opts.domain!r}")
     data = await file.read()
     await run_in_threadpool(_validate_options, opts)
-    width, height = await run_in_threadpool(_validate_image, data, res.settings.max_pixels)
+    width, height = await run_in_threadpool(validate_image, data, res.settings.max_pixels)
 
     job_id = new_job_id()
     if idempotency_key:

@@ -1,0 +1,119 @@
+"""Domain adapters: train one from sample images (a job), list them, look one up."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from rq import Callback, Retry
+
+from codec.domains.store import UnknownDomainError
+from service.api.deps import Resources, resources
+from service.api.routes.jobs import validate_image
+from service.api.views import job_view
+from service.core.errors import ProblemError
+from service.core.security import ANONYMOUS, current_owner
+from service.decoding import registry
+from service.jobs import JobRecord, new_job_id, now
+from service.models import DomainInfo, DomainList, JobView
+
+router = APIRouter(prefix="/v1/domains", tags=["domains"])
+log = logging.getLogger("udic.api")
+MIN_SAMPLES, MAX_SAMPLES = 5, 25
+
+
+@router.post("", status_code=202, response_model=JobView, summary="Train a domain adapter from 5-25 sample images")
+async def create_domain(
+    response: Response,
+    files: Annotated[list[UploadFile], File(description=f"{MIN_SAMPLES}-{MAX_SAMPLES} sample images of the domain")],
+    name: Annotated[str, Form(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")],
+    model: Annotated[str, Form()] = "default",
+    steps: Annotated[int, Form(ge=1, le=20000)] = 2000,
+    stage2_steps: Annotated[int, Form(ge=0, le=5000)] = 500,
+    time_budget_s: Annotated[float | None, Form(gt=0)] = None,
+    owner: str = Depends(current_owner),
+    res: Resources = Depends(resources),
+) -> JobView:
+    if not MIN_SAMPLES <= len(files) <= MAX_SAMPLES:
+        raise ProblemError(
+            422,
+            "invalid-samples",
+            "Wrong number of sample images",
+            f"send {MIN_SAMPLES}-{MAX_SAMPLES} images, got {len(files)}",
+        )
+    try:
+        base = await run_in_threadpool(registry().get, model)
+    except Exception as exc:  # ModelError family
+        raise ProblemError(422, getattr(exc, "kind", "unknown-model"), "Invalid model", str(exc)) from None
+    if not base.variable_rate:
+        raise ProblemError(422, "invalid-options", "Invalid model", "domain adapters need a variable-rate model")
+    job_id = new_job_id()
+    total = 0
+    for i, f in enumerate(files):
+        data = await f.read()
+        await run_in_threadpool(validate_image, data, res.settings.max_pixels)
+        await run_in_threadpool(res.storage.put, f"uploads/{job_id}/{i}", data)
+        total += len(data)
+    options = {
+        "kind": "domain",
+        "model": model,
+        "adaptation": "none",
+        "domain_name": name,
+        "steps": steps,
+        "stage2_steps": stage2_steps,
+        "time_budget_s": time_budget_s,
+        "samples": len(files),
+    }
+    rec = JobRecord(
+        id=job_id,
+        owner=owner,
+        state="queued",
+        created_at=now(),
+        options=options,
+        filename=f"{len(files)} samples",
+        upload_key=f"uploads/{job_id}",
+        upload_bytes=total,
+    )
+    res.store.create(rec)
+    s = res.settings
+    res.queue.enqueue_call(
+        "worker.tasks.train_domain_job",
+        args=(job_id,),
+        job_id=job_id,
+        timeout=s.job_timeout_s,
+        result_ttl=s.result_ttl_s,
+        failure_ttl=s.failure_ttl_s,
+        retry=Retry(max=s.job_retries) if s.job_retries else None,
+        on_failure=Callback("worker.tasks.on_job_failure"),
+        description=f"train domain {name}",
+    )
+    res.store.count_state("created")
+    log.info(
+        "domain training queued", extra={"job_id": job_id, "owner": owner, "domain_name": name, "samples": len(files)}
+    )
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    response.headers["Retry-After"] = str(s.retry_after_s)
+    return job_view(res, rec, "queued")
+
+
+def _visible(owner: str, rec_owner: str) -> bool:
+    return owner in (ANONYMOUS, rec_owner)
+
+
+@router.get("", response_model=DomainList, summary="Your domain adapters, with their measured gains")
+def list_domains(owner: str = Depends(current_owner)) -> DomainList:
+    recs = registry().domains.list()
+    return DomainList(domains=[DomainInfo(**r.summary()) for r in recs if _visible(owner, r.owner)])
+
+
+@router.get("/{domain_id}", response_model=DomainInfo, summary="One domain adapter")
+def get_domain(domain_id: str, owner: str = Depends(current_owner)) -> DomainInfo:
+    try:
+        rec = registry().domains.get(domain_id)
+    except UnknownDomainError:
+        rec = None
+    if rec is None or not _visible(owner, rec.owner):
+        raise ProblemError(404, "domain-not-found", "Domain adapter not found", f"no domain adapter {domain_id!r}")
+    return DomainInfo(**rec.summary())
