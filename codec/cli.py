@@ -331,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("udic: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `udic ... | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # never a traceback for the user
         print(f"udic: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
