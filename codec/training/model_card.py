@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "default.pt")
     ap.add_argument("--results", type=Path, default=Path("results/kodak_vs_jpeg.json"))
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR / "MODEL_CARD.md")
+    ap.add_argument("--note", default="", help="free text for the card (how this run went)")
     args = ap.parse_args(argv)
     shipped = torch.load(args.weights, map_location="cpu", weights_only=True)
     cfg = shipped["config"]
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         f"**{res['bd_rate_vs_jpeg420_pct']} %** (BD-PSNR {res['bd_psnr_vs_jpeg420_db']} dB); negative = fewer bits than JPEG.",
         "",
     ]
+    if args.note:
+        lines += ["## Notes", "", args.note, ""]
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")
     return 0
