@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from fastapi import Response
+from rq import Callback, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import StartedJobRegistry
@@ -88,3 +90,23 @@ def job_view(res: Resources, rec: JobRecord, state: str | None = None) -> JobVie
         attempts=rec.attempts,
         links=links,
     )
+
+
+def enqueue(res: Resources, rec: JobRecord, func: str, description: str, response: Response) -> None:
+    """Queue a job for its record, with the service's job policy, and answer 202-style headers."""
+    s = res.settings
+    res.store.create(rec)
+    res.queue.enqueue_call(
+        func,
+        args=(rec.id,),
+        job_id=rec.id,
+        timeout=s.job_timeout_s,
+        result_ttl=s.result_ttl_s,
+        failure_ttl=s.failure_ttl_s,
+        retry=Retry(max=s.job_retries) if s.job_retries else None,
+        on_failure=Callback("worker.tasks.on_job_failure"),
+        description=description,
+    )
+    res.store.count_state("created")
+    response.headers["Location"] = f"/v1/jobs/{rec.id}"
+    response.headers["Retry-After"] = str(s.retry_after_s)

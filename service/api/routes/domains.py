@@ -7,12 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from rq import Callback, Retry
 
 from codec.domains.store import UnknownDomainError
 from service.api.deps import Resources, resources
 from service.api.routes.jobs import validate_image
-from service.api.views import job_view
+from service.api.views import enqueue, job_view
 from service.core.errors import ProblemError
 from service.core.security import ANONYMOUS, current_owner
 from service.decoding import registry
@@ -76,25 +75,10 @@ async def create_domain(
         upload_key=f"uploads/{job_id}",
         upload_bytes=total,
     )
-    res.store.create(rec)
-    s = res.settings
-    res.queue.enqueue_call(
-        "worker.tasks.train_domain_job",
-        args=(job_id,),
-        job_id=job_id,
-        timeout=s.job_timeout_s,
-        result_ttl=s.result_ttl_s,
-        failure_ttl=s.failure_ttl_s,
-        retry=Retry(max=s.job_retries) if s.job_retries else None,
-        on_failure=Callback("worker.tasks.on_job_failure"),
-        description=f"train domain {name}",
-    )
-    res.store.count_state("created")
+    enqueue(res, rec, "worker.tasks.train_domain_job", f"train domain {name}", response)
     log.info(
         "domain training queued", extra={"job_id": job_id, "owner": owner, "domain_name": name, "samples": len(files)}
     )
-    response.headers["Location"] = f"/v1/jobs/{job_id}"
-    response.headers["Retry-After"] = str(s.retry_after_s)
     return job_view(res, rec, "queued")
 
 

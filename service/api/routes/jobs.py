@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from rq import Callback, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
@@ -19,7 +18,7 @@ from codec.domains.store import UnknownDomainError
 from codec.imageio import ImageInputError, load_image
 from codec.zoo import ModelError
 from service.api.deps import Resources, resources
-from service.api.views import current_state, job_view, load_owned
+from service.api.views import current_state, enqueue, job_view, load_owned
 from service.core.errors import ProblemError
 from service.core.security import ANONYMOUS, current_owner
 from service.decoding import registry
@@ -121,20 +120,7 @@ async def create_job(
         width=width,
         height=height,
     )
-    res.store.create(rec)
-    s = res.settings
-    res.queue.enqueue_call(
-        "worker.tasks.encode_job",
-        args=(job_id,),
-        job_id=job_id,
-        timeout=s.job_timeout_s,
-        result_ttl=s.result_ttl_s,
-        failure_ttl=s.failure_ttl_s,
-        retry=Retry(max=s.job_retries) if s.job_retries else None,
-        on_failure=Callback("worker.tasks.on_job_failure"),
-        description=f"encode {rec.filename or job_id}",
-    )
-    res.store.count_state("created")
+    enqueue(res, rec, "worker.tasks.encode_job", f"encode {rec.filename or job_id}", response)
     log.info(
         "job queued",
         extra={
@@ -145,8 +131,6 @@ async def create_job(
             "options": opts.model_dump(),
         },
     )
-    response.headers["Location"] = f"/v1/jobs/{job_id}"
-    response.headers["Retry-After"] = str(s.retry_after_s)
     return job_view(res, rec, "queued")
 
 
