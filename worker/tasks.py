@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
@@ -32,6 +33,33 @@ class JobInputError(Exception):
 
 def _store(settings: Settings, redis: Redis) -> JobStore:
     return JobStore(redis, settings.key_prefix, settings.retention_s)
+
+
+CANCEL_CHECK_S = 0.25
+
+
+def progress_callback(store: JobStore, job_id: str, rq_job: Any, interval_s: float) -> Callable[[Any], None]:
+    """The codec's progress callback for a job: throttled writes to the record and ``job.meta``, and
+    cooperative cancellation. An adaptive encode calls it every iteration, so Redis is asked about
+    cancellation at most every CANCEL_CHECK_S, not per iteration."""
+    state = {"written": 0.0, "checked": 0.0}
+
+    def on_progress(ev: Any) -> None:
+        now = time.monotonic()
+        final = ev.stage == "done"
+        if final or now - state["checked"] >= CANCEL_CHECK_S:
+            state["checked"] = now
+            if store.cancel_requested(job_id):
+                raise JobCancelled("cancelled by the user")
+        if final or now - state["written"] >= interval_s:
+            state["written"] = now
+            data = ev.as_dict()
+            store.set_progress(job_id, data)
+            if rq_job is not None:
+                rq_job.meta["progress"] = data
+                rq_job.save_meta()
+
+    return on_progress
 
 
 def encode_job(job_id: str) -> dict[str, Any]:
@@ -73,7 +101,6 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: J
     from codec.bitstream import BitstreamError
     from codec.coder import encode_report, read_header
     from codec.imageio import ImageInputError
-    from codec.progress import ProgressEvent
     from codec.zoo import ModelError
 
     storage = storage_from_settings(settings)
@@ -85,19 +112,7 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: J
     started = time.time()
     store.update(job_id, state="running", started_at=started, attempts=rec.attempts + 1, error={})
     log.info("job started", extra={"job_id": job_id, "owner": rec.owner, "options": rec.options})
-    last_write = [0.0]
-
-    def on_progress(ev: ProgressEvent) -> None:
-        if store.cancel_requested(job_id):
-            raise JobCancelled("cancelled by the user")
-        now = time.monotonic()
-        if ev.stage == "done" or now - last_write[0] >= settings.progress_interval_s:
-            last_write[0] = now
-            data = ev.as_dict()
-            store.set_progress(job_id, data)
-            if rq_job is not None:
-                rq_job.meta["progress"] = data
-                rq_job.save_meta()
+    on_progress = progress_callback(store, job_id, rq_job, settings.progress_interval_s)
 
     try:
         upload = storage.get(rec.upload_key)
@@ -216,7 +231,6 @@ def train_domain_job(job_id: str) -> dict[str, Any]:
 def _train_domain(job_id: str, settings: Settings, rq_job: Any, store: JobStore) -> dict[str, Any]:
     from codec.domains.train import train_domain
     from codec.imageio import ImageInputError, load_image
-    from codec.progress import ProgressEvent
 
     storage = storage_from_settings(settings)
     rec = store.get(job_id)
@@ -236,17 +250,7 @@ def _train_domain(job_id: str, settings: Settings, rq_job: Any, store: JobStore)
         raise JobInputError("the sample images are no longer in storage") from None
     except ImageInputError as exc:
         raise JobInputError(str(exc)) from None
-    last = [0.0]
-
-    def on_progress(ev: ProgressEvent) -> None:
-        if store.cancel_requested(job_id):
-            raise JobCancelled("cancelled by the user")
-        if time.monotonic() - last[0] >= settings.progress_interval_s:
-            last[0] = time.monotonic()
-            store.set_progress(job_id, ev.as_dict())
-            if rq_job is not None:
-                rq_job.meta["progress"] = ev.as_dict()
-                rq_job.save_meta()
+    on_progress = progress_callback(store, job_id, rq_job, settings.progress_interval_s)
 
     reg = registry()
     base = reg.get(opts.get("model") or settings.default_model)
