@@ -247,6 +247,13 @@ def test_domain_adapter_trained_listed_used_and_private(e2e: E2EStack, datasets)
     with pytest.raises(ValidationError) as exc:
         c.train_domain("too-few", samples[:3], steps=5, stage2_steps=1, progress=False)
     assert exc.value.kind == "invalid-samples"
+    uploads = e2e.data / "storage" / "uploads"
+    before = sorted(p.name for p in uploads.iterdir()) if uploads.exists() else []
+    with pytest.raises(InvalidImageError) as bad:
+        c.train_domain("bad-sample", [*samples[:4], b"not an image"], steps=5, stage2_steps=1, progress=False)
+    assert "sample 5" in bad.value.detail
+    after = sorted(p.name for p in uploads.iterdir()) if uploads.exists() else []
+    assert after == before  # nothing stored for a refused request
     job = c.train_domain("screens", samples, steps=12, stage2_steps=3, progress=False, timeout=300)
     assert job.state == "finished" and job.domain is not None
     domain_id = job.domain["id"]

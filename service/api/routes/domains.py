@@ -50,9 +50,14 @@ async def create_domain(
         raise ProblemError(422, "invalid-options", "Invalid model", "domain adapters need a variable-rate model")
     job_id = new_job_id()
     total = 0
-    for i, f in enumerate(files):
-        data = await f.read()
-        await run_in_threadpool(validate_image, data, res.settings.max_pixels)
+    samples = [await f.read() for f in files]
+    for i, data in enumerate(samples):  # every sample is checked before anything is stored
+        try:
+            await run_in_threadpool(validate_image, data, res.settings.max_pixels)
+        except ProblemError as exc:
+            exc.detail = f"sample {i + 1} ({files[i].filename or 'unnamed'}): {exc.detail}"
+            raise
+    for i, data in enumerate(samples):
         await run_in_threadpool(res.storage.put, f"uploads/{job_id}/{i}", data)
         total += len(data)
     options = {
