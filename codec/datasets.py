@@ -83,10 +83,12 @@ def bench_images(domain: str, count: int = 6, size: int = 256) -> list[BenchImag
     root = datasets_root()
     if root is None:
         raise FileNotFoundError("../shared/datasets is not on this machine (set UDIC_DATASETS)")
-    out = []
-    for path in list_images(root / domain)[:count]:
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        x, y = most_detailed_window(rgb, size)
-        out.append(BenchImage(domain, path.name, x, y, rgb[y : y + size, x : x + size].copy()))
-    return out
+    return [bench_crop(domain, path, size) for path in list_images(root / domain)[:count]]
+
+
+def bench_crop(domain: str, path: Path, size: int = 256) -> BenchImage:
+    """One image cropped by the bench-256 rule (the most detailed ``size`` x ``size`` window)."""
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    x, y = most_detailed_window(rgb, size)
+    return BenchImage(domain, path.name, x, y, rgb[y : y + size, x : x + size].copy())

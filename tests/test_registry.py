@@ -29,6 +29,27 @@ def test_embedded_model_is_small_and_has_tables() -> None:
     assert m.quality_range == (1.0, 6.0)
 
 
+def test_rate_estimates_stay_finite_for_far_outliers() -> None:
+    """The fp16 file flushes the 1e-9 likelihood floors to 0; the loader keeps the real floors,
+    so an estimate for a latent far from its mean is large but finite (a NaN optimisation
+    otherwise, and an entropy coder that never returns)."""
+    from codec.adaptation.rate import y_bits, z_bits
+
+    net = Registry().get("default").net
+    assert float(net.gaussian_conditional.likelihood_lower_bound.bound) == pytest.approx(1e-9)
+    far = torch.full((1, net.M, 1, 1), 1e4)
+    assert torch.isfinite(y_bits(net.gaussian_conditional, far, torch.full_like(far, 0.11), torch.zeros_like(far)))
+    assert torch.isfinite(z_bits(net.entropy_bottleneck, torch.full((1, net.N, 1, 1), 1e4)))
+
+
+def test_non_finite_latents_are_refused_before_entropy_coding() -> None:
+    net = Registry().get("default").net
+    y = torch.zeros(1, net.M, 1, 1)
+    y[0, 3] = float("nan")
+    with pytest.raises(FloatingPointError):
+        net.compress_gained(y, torch.zeros(1, net.N, 1, 1), torch.tensor([2.0]))
+
+
 def test_compressai_architecture_checkpoint_round_trip(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

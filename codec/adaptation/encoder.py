@@ -245,8 +245,9 @@ class AdaptiveEncoder:
                 post_mean, post_var = samples.mean(0, keepdim=True), samples.var(0, keepdim=True)
                 loss = loss + cfg.dr_beta * gaussian_nll_bits(z_t, post_mean, post_var) / self.pixels
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if torch.isfinite(loss):  # a non-finite estimate must not turn the latents into NaN
+                loss.backward()
+                opt.step()
             loss_v = float(loss.detach())
             self.curve.append(("latent-refinement", it + 1, self.clock.elapsed(), loss_v))
             self._event("latent-refinement", it + 1, total, float(bits.detach()), float(mse.detach()))
@@ -319,8 +320,9 @@ class AdaptiveEncoder:
             mse = self._mse(x_hat)
             loss = bits / self.pixels + self.lmbda * 255.0**2 * mse
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if torch.isfinite(loss):
+                loss.backward()
+                opt.step()
             loss_v = float(loss.detach())
             self.curve.append(("adapters", it + 1, self.clock.elapsed(), loss_v))
             self._event("adapters", it + 1, total, latent_bits + float(bits.detach()), float(mse.detach()))

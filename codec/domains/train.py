@@ -109,8 +109,9 @@ def train_domain(
         q = torch.tensor([float(gen.randrange(base.levels)) for _ in range(batch)])
         out = rd_loss(net, x, q)
         opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        opt.step()
+        if torch.isfinite(out["loss"]):  # one non-finite estimate must not turn the adapters into NaN
+            out["loss"].backward()
+            opt.step()
         done1 = it + 1
         bar.update()
         progress(
@@ -169,6 +170,8 @@ def train_domain(
             before, after = rd_cost(base, x, lv), rd_cost(net, x, lv)
             gains.append(100.0 * (1.0 - after / before))
     decoder, encoder = adapter_state(net)
+    if not all(torch.isfinite(t).all() for t in (*decoder.values(), *encoder.values())):
+        raise FloatingPointError("domain adapter training diverged (non-finite weights); nothing was stored")
     return DomainTraining(
         decoder, encoder, rank, float(np.mean(gains)), len(train), len(val), (done1, done2), time.monotonic() - t0
     )

@@ -175,6 +175,9 @@ class GainedMeanScaleHyperprior(CompressionModel):
 
     def compress_gained(self, y_g: Tensor, z: Tensor, q: Tensor) -> dict[str, object]:
         """Like :meth:`compress_latents`, for a latent already in the gained (coded) domain."""
+        if not (torch.isfinite(y_g).all() and torch.isfinite(z).all()):
+            # compressai's rANS coder loops forever on NaN indexes: refuse before it is reached
+            raise FloatingPointError("the latents to code are not finite (NaN or inf)")
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
         p = self.entropy_params(z_hat, q)

@@ -18,6 +18,11 @@ from codec.models.gained import GainedMeanScaleHyperprior
 from codec.zoo.registry import weights_hash
 
 
+def _floor(key: str) -> bool:
+    """Likelihood floors (1e-9) stay fp32: fp16 would flush them to 0."""
+    return "likelihood_lower_bound" in key
+
+
 def export(src: Path, dst: Path, description: str = "") -> bytes:
     state = torch.load(src, map_location="cpu", weights_only=False)
     cfg = state["config"]
@@ -30,7 +35,7 @@ def export(src: Path, dst: Path, description: str = "") -> bytes:
     net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in sd16.items()}, strict=False)
     net.update(force=True)
     out = {
-        k: (v.half() if v.is_floating_point() and k != "gaussian_conditional.scale_table" else v)
+        k: (v.half() if v.is_floating_point() and k != "gaussian_conditional.scale_table" and not _floor(k) else v)
         for k, v in net.state_dict().items()
     }
     payload = {

@@ -198,6 +198,23 @@ def symbols_hash(symbols: list[Tensor]) -> bytes:
 
 
 # ---------------------------------------------------------------------- loaders
+_LIKELIHOOD_FLOORS = (
+    "entropy_bottleneck.likelihood_lower_bound.bound",
+    "gaussian_conditional.likelihood_lower_bound.bound",
+)
+
+
+def _keep_likelihood_floors(net: nn.Module, sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``sd`` with the architecture's own likelihood floors (1e-9) instead of the file's.
+
+    They are constants of the entropy models, used only by rate *estimates* (training, adaptation,
+    domain=auto), never by entropy coding. An fp16 export flushes 1e-9 to 0, which lets an estimate
+    reach -log2(0) = inf and turn an optimisation into NaN; so they are never taken from a file.
+    """
+    own = net.state_dict()
+    return {k: (own[k].clone() if k in _LIKELIHOOD_FLOORS and k in own else v) for k, v in sd.items()}
+
+
 def _load_gained_file(path: Path, name: str) -> BaseModel:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -208,6 +225,7 @@ def _load_gained_file(path: Path, name: str) -> BaseModel:
     cfg = state["config"]
     net = GainedMeanScaleHyperprior(cfg["N"], cfg["M"], cfg["lambdas"])
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in state["state_dict"].items()}
+    sd = _keep_likelihood_floors(net, sd)
     if "gaussian_conditional._quantized_cdf" not in sd:
         raise ModelUnavailableError(
             f"model file {path} has no probability tables (export it with codec.training.export)"
@@ -250,7 +268,7 @@ def _load_checkpoint(path: Path, name: str, arch: str | None) -> BaseModel:
         cfg = state["config"]
         net = GainedMeanScaleHyperprior(cfg["N"], cfg["M"], cfg["lambdas"])
         sd = state.get("state_dict", state.get("model"))
-        sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+        sd = _keep_likelihood_floors(net, {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()})
         try:
             net.load_state_dict(sd, strict=False)
         except RuntimeError as exc:
