@@ -190,6 +190,12 @@ def cmd_train_domain(args: argparse.Namespace) -> int:
         f"{trained.steps[0]}+{trained.steps[1]} steps in {trained.seconds:.0f} s, "
         f"validation RD-cost saving {trained.gain_pct:.1f}% (stored in {reg.domains.root})"
     )
+    if trained.gain_pct <= 0:
+        print(
+            "note: no trained state beat the base model on the validation images, so this adapter is the identity "
+            "(more samples or steps may help); domain=auto will not pick it",
+            file=sys.stderr,
+        )
     return 0
 
 

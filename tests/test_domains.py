@@ -96,3 +96,16 @@ def test_auto_picks_the_cheapest_candidate(domain) -> None:  # type: ignore[no-u
     assert costs[best or "none"] == min(costs.values())
     r = encode_report(imgs[2], quality=3, registry=reg, domain="auto")
     assert read_header(r.data)["domain"] == best
+
+
+def test_validation_keeps_the_identity_when_training_only_hurts() -> None:
+    """An absurd learning rate wrecks every trained state; validation-based selection (seed 004)
+    must then return the identity adapters (gain 0), never a model worse than the base."""
+    imgs = [CodecImage(rgb=b.rgb[:128, :128].copy()) for b in bench_images("line", 5)]
+    base = Registry().get("default").net
+    trained = train_domain(base, imgs, steps=6, stage2_steps=2, batch=2, crop=64, lr=5.0, stage2_lr=5.0, validations=3)
+    assert trained.gain_pct == 0.0
+    convs = [(k, t) for k, t in trained.decoder.items() if k.startswith("g_s.") and k.endswith(".weight")]
+    assert convs
+    for key, t in convs:  # the 1x1 Conv-adapters are exactly the identity again
+        assert torch.equal(t, torch.eye(t.shape[0]).view_as(t)), key

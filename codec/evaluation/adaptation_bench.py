@@ -36,7 +36,7 @@ from codec.bitstream import Section
 from codec.coder import decode_image, encode_report
 from codec.datasets import DOMAINS, bench_images
 from codec.determinism import best_device
-from codec.evaluation.bd import bd_rate, format_bd
+from codec.evaluation.bd import bd_psnr, bd_rate, format_bd
 from codec.imageio import load_image
 from codec.progress import no_progress
 from codec.zoo import default_registry
@@ -53,8 +53,10 @@ def _median_decode_seconds(data: bytes, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def run_image(rgb: np.ndarray, model: str, quality: float, base_cfg: AdaptConfig) -> tuple[list[dict], list[tuple]]:
-    """All methods on one image at one rate: rows of (method, bpp, psnr, seconds) and the curves."""
+def run_image(
+    rgb: np.ndarray, model: str, quality: float, base_cfg: AdaptConfig, methods: tuple[str, ...] = METHODS
+) -> tuple[list[dict], list[tuple]]:
+    """The methods on one image at one rate: rows of (method, bpp, psnr, seconds) and the curves."""
     reg = default_registry()
     base = reg.get(model)
     img = load_image(Image.fromarray(rgb))
@@ -71,7 +73,10 @@ def run_image(rgb: np.ndarray, model: str, quality: float, base_cfg: AdaptConfig
             "decode_s": _median_decode_seconds(plain.data),
         }
     )
-    for latent, decoders in (("blr", ()), ("sga", ("adapters", "omp")), ("dr", ("adapters",))):
+    for latent, all_decoders in (("blr", ()), ("sga", ("adapters", "omp")), ("dr", ("adapters",))):
+        decoders = tuple(d for d in all_decoders if f"{latent}+{d}" in methods)
+        if latent not in methods and not decoders:
+            continue
         cfg = AdaptConfig(**{**base_cfg.__dict__, "latent": latent})
         enc = AdaptiveEncoder(base, img, level, cfg, best_device(), no_progress, reg)
         t = time.perf_counter()
@@ -126,8 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoder-iters", type=int, default=500)
     ap.add_argument("--latent-lr", type=float, default=1e-3)
     ap.add_argument("--decoder-lr", type=float, default=1e-3)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS[1:]), choices=METHODS[1:])
     ap.add_argument("--out", type=Path, default=Path("results/adaptation_bench"))
+    ap.add_argument(
+        "--merge", type=Path, nargs="+", help="only combine these earlier output folders into --out and summarise"
+    )
     args = ap.parse_args(argv)
+    methods = ("plain", *args.methods)
+    if args.merge:
+        return merge(args.merge, args.out, args.domains, args.model)
     cfg = AdaptConfig(
         latent_iters=args.latent_iters,
         latent_lr=args.latent_lr,
@@ -152,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for domain, b, q in tqdm(work, desc="adaptation bench", unit="img*rate"):
         if (domain, b.name, q) in done:
             continue
-        rows, curves = run_image(b.rgb, args.model, q, cfg)
+        rows, curves = run_image(b.rgb, args.model, q, cfg, methods)
         for r in rows:
             pw.writerow({"domain": domain, "image": b.name, "quality": q, **r})
         for variant, it, el, loss in curves:
@@ -161,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         cf.flush()
     pf.close()
     cf.close()
-    summary = summarise(points_csv, curve_csv, args.domains)
+    summary = summarise(points_csv, curve_csv, args.domains, args.model)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(
         f"\nconfig: latent {args.latent_iters} it (lr {args.latent_lr}), decoder {args.decoder_iters} it "
@@ -170,7 +182,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def summarise(points_csv: Path, curve_csv: Path, domains: list[str]) -> dict:
+def merge(sources: list[Path], out: Path, domains: list[str], model: str) -> int:
+    """One points.csv / curves.csv from runs made in parallel (e.g. one process per core)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("points.csv", "curves.csv"):
+        lines: list[str] = []
+        for src in sources:
+            src_lines = (src / name).read_text().splitlines()
+            lines += src_lines if not lines else src_lines[1:]
+        (out / name).write_text("\n".join(lines) + "\n")
+    summary = summarise(out / "points.csv", out / "curves.csv", domains, model)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def rd_saving_pct(plain: dict, row: dict, lmbda: float) -> float:
+    """Real RD-cost saving of ``row`` against ``plain`` at the same lambda (bpp + lambda*255^2*MSE).
+
+    Defined even where BD-rate is not (the adapted curve can lie wholly above the plain one)."""
+
+    def cost(r: dict) -> float:
+        return float(r["bpp"]) + lmbda * 255.0**2 * 10.0 ** (-float(r["psnr"]) / 10.0)
+
+    return 100.0 * (cost(plain) - cost(row)) / cost(plain)
+
+
+def summarise(points_csv: Path, curve_csv: Path, domains: list[str], model: str = "default") -> dict:
+    base = default_registry().get(model)
+
+    def lmbda_of(quality: float) -> float:
+        return base.lmbda_at(base.level_for(quality))
+
     with open(points_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     out: dict = {}
@@ -188,22 +230,35 @@ def summarise(points_csv: Path, curve_csv: Path, domains: list[str]) -> dict:
                     psnrs.append(float(np.mean([float(p["psnr"]) for p in pts])))
             curves[m] = (bpps, psnrs)
         table = {}
+        plain_rows = {(r["image"], r["quality"]): r for r in sel if r["method"] == "plain"}
         for m in METHODS:
             enc = [float(r["encode_s"]) for r in sel if r["method"] == m]
             dec = [float(r["decode_s"]) for r in sel if r["method"] == m]
-            bd = format_bd(bd_rate, *curves["plain"], *curves[m]) if len(curves[m][0]) >= 2 else "n/a"
+            ok = len(curves[m][0]) >= 2
+            savings = [
+                rd_saving_pct(plain_rows[(r["image"], r["quality"])], r, lmbda_of(float(r["quality"])))
+                for r in sel
+                if r["method"] == m and (r["image"], r["quality"]) in plain_rows
+            ]
             table[m] = {
-                "bd_rate_vs_plain_pct": bd,
+                "bd_rate_vs_plain_pct": format_bd(bd_rate, *curves["plain"], *curves[m]) if ok else "n/a",
+                "bd_psnr_vs_plain_db": format_bd(bd_psnr, *curves["plain"], *curves[m]) if ok else "n/a",
+                "rd_cost_saving_pct": float(np.mean(savings)) if savings else None,
                 "encode_s": float(np.mean(enc)) if enc else None,
                 "decode_s": float(np.mean(dec)) if dec else None,
             }
         out[domain] = table
         print(f"\n== {domain} ({len({r['image'] for r in sel})} images)")
-        print(f"{'method':14s} {'BD-rate %':>10s} {'encode s':>9s} {'decode s':>9s}")
+        head = ("BD-rate %", "BD-PSNR dB", "RD cost %", "encode s", "decode s")
+        print(f"{'method':14s} " + " ".join(f"{h:>10s}" for h in head))
         for m, v in table.items():
             enc_s = f"{v['encode_s']:.2f}" if v["encode_s"] is not None else "-"
             dec_s = f"{v['decode_s']:.3f}" if v["decode_s"] is not None else "-"
-            print(f"{m:14s} {v['bd_rate_vs_plain_pct']:>10s} {enc_s:>9s} {dec_s:>9s}")
+            rd = f"{-v['rd_cost_saving_pct']:+.1f}" if v["rd_cost_saving_pct"] is not None else "-"
+            print(
+                f"{m:14s} {v['bd_rate_vs_plain_pct']:>10s} {v['bd_psnr_vs_plain_db']:>10s} {rd:>10s} "
+                f"{enc_s:>10s} {dec_s:>10s}"
+            )
     # how fast the gain arrives (sga and dr, all domains): share of the final hard-loss gain per tenth
     with open(curve_csv, newline="") as f:
         curve_rows = list(csv.DictReader(f))
