@@ -109,3 +109,16 @@ def test_validation_keeps_the_identity_when_training_only_hurts() -> None:
     assert convs
     for key, t in convs:  # the 1x1 Conv-adapters are exactly the identity again
         assert torch.equal(t, torch.eye(t.shape[0]).view_as(t)), key
+
+
+def test_per_image_adaptation_runs_on_top_of_a_domain_adapter(domain) -> None:  # type: ignore[no-untyped-def]
+    """Both adaptations at once: the baked domain model must be usable under autograd."""
+    from codec.adaptation.encoder import adaptive_encode
+
+    reg, domain_id, imgs = domain
+    out = adaptive_encode(
+        imgs[1], quality=3, config="fast", registry=reg, domain=domain_id, latent_iters=4, decoder_iters=3
+    )
+    assert read_header(out.result.data)["domain"] == domain_id
+    assert np.array_equal(decode_image(out.result.data, registry=reg).rgb, out.result.decoded.rgb)
+    assert out.costs[out.choice] <= out.costs["plain"]

@@ -112,11 +112,14 @@ def bake(
             module = getattr(net, part)[int(idx)]
             getattr(module, name).copy_(value.float())
         with canonical_compute():  # the same merged floats on every decoder
-            net.h_s = nn.Sequential(*[_merged(m) if isinstance(m, LoRAConv) else m for m in net.h_s])
+            merged = {i: m.merged_weight() for i, m in enumerate(net.h_s) if isinstance(m, LoRAConv)}
+        # outside inference mode: an inference tensor as a weight would break every later use of the
+        # model under autograd (the adaptive encode optimises latents through it)
+        net.h_s = nn.Sequential(*[_merged(m, merged[i]) if i in merged else m for i, m in enumerate(net.h_s)])
     return net.eval().requires_grad_(False)
 
 
-def _merged(m: LoRAConv) -> nn.Module:
+def _merged(m: LoRAConv, weight: Tensor) -> nn.Module:
     layer = copy.deepcopy(m.layer)
-    layer.weight = nn.Parameter(m.merged_weight().detach().clone(), requires_grad=False)
+    layer.weight = nn.Parameter(weight.clone(), requires_grad=False)  # clone: a normal tensor, same values
     return layer
