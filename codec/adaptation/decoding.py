@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from codec.adaptation.adapters import apply_adapter, omp_values, split_params, unpack_adapters
-from codec.adaptation.synthesis import channels_after, run_layers
+from codec.adaptation.adapters import omp_values, split_params, unpack_adapters
+from codec.adaptation.synthesis import channels_after
 from codec.bitstream import BitstreamError, Container, Section
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.zoo.registry import BaseModel, _padded
@@ -19,7 +20,7 @@ def adapted_decompress(
     if not isinstance(net, GainedMeanScaleHyperprior):
         raise BitstreamError(f"bitstream has decoder adapters, which model {base.name} does not support")
     g_s = net.g_s
-    hooks = {}
+    hooks: dict[int, Tensor] = {}  # layer index -> linear channel map applied after it
     extra_symbols: list[Tensor] = []
     if Section.ADAPTERS in c.sections:
         specs, ints, flat = unpack_adapters(c.sections[Section.ADAPTERS])
@@ -29,14 +30,42 @@ def adapted_decompress(
                 raise BitstreamError("bitstream is corrupt (adapter layout does not fit the model)")
             if spec.position in hooks:
                 raise BitstreamError("bitstream is corrupt (two adapters at one position)")
-            hooks[spec.position] = lambda f, a=a, b=b: apply_adapter(f, a, b)
+            hooks[spec.position] = torch.eye(spec.channels) + b @ a  # feat + B(A feat)
     if Section.OMP in c.sections:
         position, values = omp_values(c.sections[Section.OMP])
         if not (0 <= position < len(g_s) - 1) or channels_after(g_s, position) != values.numel() or position in hooks:
             raise BitstreamError("bitstream is corrupt (OMP layout does not fit the model)")
-        scale = values.view(1, -1, 1, 1)
-        hooks[position] = lambda f, s=scale: f * s
+        hooks[position] = torch.diag(values.flatten().float())
     q = base.level_tensor(level)
     y_hat, p, symbols = net.decompress_latents(_padded(net, strings, shape), shape, q)
-    x_hat = run_layers(g_s, y_hat * p.inv_gain, hooks=hooks).clamp_(0, 1)
+    x_hat = run_folded(g_s, y_hat * p.inv_gain, hooks).clamp_(0, 1)
     return x_hat, symbols + extra_symbols
+
+
+def run_folded(g_s: nn.Sequential, x: Tensor, maps: dict[int, Tensor]) -> Tensor:
+    """The synthesis with a linear channel map ``M`` (C x C) applied after layer ``i`` for each
+    ``maps[i]``. Adapters (``I + B A``) and OMP (``diag(s)``) are such maps; where the next layer is
+    a convolution, ``conv(W, M f) = conv(W M, f)``, so the map is folded into that layer's weights
+    (a 48x3x5x5 product) instead of being applied to a full-resolution feature map: an adapted file
+    then decodes at the cost of a plain one. Elsewhere it is applied to the features."""
+    i, n = 0, len(g_s)
+    while i < n:
+        layer = g_s[i]
+        if i - 1 in maps and isinstance(layer, nn.ConvTranspose2d | nn.Conv2d) and layer.groups == 1:
+            m = maps[i - 1]
+            if isinstance(layer, nn.ConvTranspose2d):  # weight (in, out, kh, kw): mix the input channels
+                w = torch.einsum("pc,pokl->cokl", m, layer.weight)
+                x = F.conv_transpose2d(
+                    x, w, layer.bias, layer.stride, layer.padding, layer.output_padding, 1, layer.dilation
+                )
+            else:  # weight (out, in, kh, kw)
+                w = torch.einsum("oplk,pc->oclk", layer.weight, m)
+                x = F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, 1)
+        else:
+            if i - 1 in maps:
+                x = torch.einsum("pc,nchw->nphw", maps[i - 1], x)
+            x = layer(x)
+        i += 1
+    if n - 1 in maps:
+        x = torch.einsum("pc,nchw->nphw", maps[n - 1], x)
+    return x
