@@ -172,3 +172,30 @@ def test_adapter_weight_coding_round_trips() -> None:
     values = [0, 1, -1, 3, -7, 0, 0, 250, -300, 2]  # includes values that need rANS bypass coding
     data = encode_ints(values, 0.06, 0.05)
     assert decode_ints(data, len(values), 0.06, 0.05) == values
+
+
+@pytest.mark.parametrize("after", ["default", 1, "last"])
+def test_folded_decode_matches_applying_the_map_to_the_features(after: object) -> None:
+    """The decoder folds adapters (I + BA) and OMP scales into the next convolution; that must be
+    the same function as applying them to the feature map (up to float rounding), wherever they sit."""
+    import torch
+
+    from codec.adaptation.adapters import apply_adapter
+    from codec.adaptation.decoding import run_folded
+    from codec.adaptation.synthesis import channels_after, default_adapter_positions, run_layers
+    from codec.zoo import Registry
+
+    g_s = Registry().get("default").net.g_s
+    pos = {"default": default_adapter_positions(g_s)[0], "last": len(g_s) - 1}.get(after, after)  # type: ignore[call-overload]
+    c = channels_after(g_s, pos)
+    torch.manual_seed(0)
+    a, b, s = torch.randn(2, c) * 0.1, torch.randn(c, 2) * 0.1, torch.rand(c) + 0.5
+    y = torch.randn(1, 128, 4, 4)
+    with torch.no_grad():
+        ref = run_layers(g_s, y, hooks={pos: lambda f: apply_adapter(f, a, b)})
+        folded = run_folded(g_s, y, {pos: torch.eye(c) + b @ a})
+        ref_omp = run_layers(g_s, y, hooks={pos: lambda f: f * s.view(1, -1, 1, 1)})
+        folded_omp = run_folded(g_s, y, {pos: torch.diag(s)})
+    assert ref.shape == folded.shape
+    assert torch.allclose(ref, folded, atol=1e-5) and torch.allclose(ref_omp, folded_omp, atol=1e-5)
+    assert not torch.allclose(ref, run_layers(g_s, y), atol=1e-3)  # the map does change the output

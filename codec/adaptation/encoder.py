@@ -291,6 +291,7 @@ class AdaptiveEncoder:
     def train_adapters(self, yg: Tensor, z: Tensor) -> tuple[list[AdapterSpec], list[int]] | None:
         cfg, g_s = self.cfg, self.net.g_s
         delta = as_stored(cfg.delta)  # exactly what the decoder will multiply by
+        prior_scale = as_stored(cfg.prior_scale)
         positions = cfg.adapter_positions or default_adapter_positions(g_s)
         specs = [AdapterSpec(p, channels_after(g_s, p), cfg.adapter_rank) for p in sorted(positions)]
         y_hat, ig = self._decoded_latents(yg, z)
@@ -310,7 +311,7 @@ class AdaptiveEncoder:
                 g["lr"] = self._lr(cfg.decoder_lr, it, total)
             w_dec = ste_round(w / delta) * delta
             w_rate = w + (torch.rand_like(w) - 0.5) * delta
-            bits = logistic_bits(w_rate, delta, as_stored(cfg.prior_scale))
+            bits = logistic_bits(w_rate, delta, prior_scale)
             hooks = {
                 s.position: (lambda f, ab=ab: apply_adapter(f, *ab))
                 for s, ab in zip(specs, split_params(w_dec, specs), strict=True)
@@ -375,6 +376,19 @@ class AdaptiveEncoder:
             extra_sections=extra_sections,
         )
 
+    def adapters_file(self, yg: Tensor, z: Tensor) -> EncodeResult | None:
+        """Train adapters for fixed latents and code them into a file; None if they came out all zero."""
+        trained = self.train_adapters(yg, z)
+        if trained is None:
+            return None
+        specs, ints = trained
+        section = pack_adapters(specs, ints, self.cfg.delta, self.cfg.prior_scale)
+        return self._code(yg, z, {Section.ADAPTERS: section}, ints)
+
+    def omp_file(self, yg: Tensor, z: Tensor) -> EncodeResult:
+        position, values = self.train_omp(yg, z)
+        return self._code(yg, z, {Section.OMP: pack_omp(position, dequantised_omp(values))})
+
     def run(self) -> AdaptiveResult:
         cfg = self.cfg
         stage_s: dict[str, float] = {}
@@ -404,15 +418,11 @@ class AdaptiveEncoder:
         if cfg.decoder != "none" and cfg.decoder_iters > 0:
             t = time.monotonic()
             if cfg.decoder == "adapters":
-                trained = self.train_adapters(yg, z)
-                if trained is not None:
-                    specs, ints = trained
-                    section = pack_adapters(specs, ints, cfg.delta, cfg.prior_scale)
-                    candidates["latents+adapters"] = self._code(yg, z, {Section.ADAPTERS: section}, ints)
+                adapted = self.adapters_file(yg, z)
+                if adapted is not None:
+                    candidates["latents+adapters"] = adapted
             else:
-                position, values = self.train_omp(yg, z)
-                section = pack_omp(position, dequantised_omp(values))
-                candidates["latents+omp"] = self._code(yg, z, {Section.OMP: section})
+                candidates["latents+omp"] = self.omp_file(yg, z)
             stage_s[cfg.decoder] = time.monotonic() - t
         costs = {name: _real_cost(r, self.img, self.lmbda) for name, r in candidates.items()}
         choice = min(costs, key=lambda k: costs[k])

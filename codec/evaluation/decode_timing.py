@@ -20,9 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from codec.adaptation.adapters import pack_adapters
 from codec.adaptation.encoder import PRESETS, AdaptiveEncoder
-from codec.bitstream import Section
 from codec.coder import decode_image, encode_report
 from codec.datasets import DOMAINS, bench_images
 from codec.imageio import load_image
@@ -38,13 +36,8 @@ def adapted_file(img, model: str, quality: float) -> bytes | None:  # type: igno
     enc = AdaptiveEncoder(base, img, base.level_for(quality), cfg, torch.device("cpu"), no_progress, reg)
     with torch.no_grad():
         y0, z0 = enc.net.analysis(enc.x)
-    yg, z = enc.refine_latents(y0, z0)
-    trained = enc.train_adapters(yg, z)
-    if trained is None:
-        return None
-    specs, ints = trained
-    section = pack_adapters(specs, ints, cfg.delta, cfg.prior_scale)
-    return enc._code(yg, z, {Section.ADAPTERS: section}, ints).data
+    out = enc.adapters_file(*enc.refine_latents(y0, z0))
+    return None if out is None else out.data
 
 
 def main(argv: list[str] | None = None) -> int:

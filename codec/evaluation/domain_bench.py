@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -35,11 +34,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from codec.adaptation.encoder import adaptive_encode
-from codec.coder import decode_image, encode_report
+from codec.coder import encode_report
 from codec.datasets import OUT_OF_DOMAIN, bench_crop, datasets_root, list_images
 from codec.domains.auto import choose_domain
 from codec.domains.store import DomainStore
 from codec.domains.train import train_domain
+from codec.evaluation.adaptation_bench import median_decode_seconds
 from codec.evaluation.bd import bd_rate, format_bd
 from codec.imageio import load_image
 from codec.zoo.registry import Registry
@@ -54,15 +54,6 @@ def _split(domain: str) -> tuple[list[Path], list[Path]]:
     files = list_images(root / domain)
     half = len(files) // 2
     return files[:half], files[half:]
-
-
-def _median_decode_seconds(data: bytes, reg: Registry, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        decode_image(data, reg)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def train_all(args: argparse.Namespace, reg: Registry) -> dict:
@@ -136,19 +127,19 @@ def evaluate(args: argparse.Namespace, trained: dict) -> Path:
             t = time.perf_counter()
             plain = encode_report(img, model=args.model, quality=q, registry=reg)
             enc_s = time.perf_counter() - t
-            rows.append(("plain", plain.bpp, plain.psnr, enc_s, _median_decode_seconds(plain.data, reg)))
+            rows.append(("plain", plain.bpp, plain.psnr, enc_s, median_decode_seconds(plain.data, reg)))
             for n in args.samples:
                 dom = trained[domain][str(n)]["id"]
                 t = time.perf_counter()
                 res = encode_report(img, model=args.model, quality=q, registry=regs[n], domain=dom)
                 enc_s = time.perf_counter() - t
-                rows.append((f"domain-{n}", res.bpp, res.psnr, enc_s, _median_decode_seconds(res.data, regs[n])))
+                rows.append((f"domain-{n}", res.bpp, res.psnr, enc_s, median_decode_seconds(res.data, regs[n])))
             for method, dom in (("adapt", None), (f"adapt+domain-{largest}", trained[domain][str(largest)]["id"])):
                 t = time.perf_counter()
                 out = adaptive_encode(img, args.model, quality=q, config=args.adapt, registry=reg, domain=dom)
                 enc_s = time.perf_counter() - t
                 r = out.result
-                rows.append((method, r.bpp, r.psnr, enc_s, _median_decode_seconds(r.data, reg)))
+                rows.append((method, r.bpp, r.psnr, enc_s, median_decode_seconds(r.data, reg)))
             for method, bpp, psnr, enc_s, dec_s in rows:
                 w.writerow(
                     {

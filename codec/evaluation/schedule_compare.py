@@ -4,7 +4,7 @@ Reads two runs of :mod:`codec.evaluation.adaptation_bench` (a short schedule, e.
 preset, and the full 2000+500 schedule of seed 001) and compares, on the images and rates both
 measured, the real RD-cost saving of one method against the plain encode::
 
-    cost = bpp + lambda * 255^2 * MSE          (lambda of the rate point; MSE from the file's PSNR)
+    cost = bpp + lambda * 255^2 * MSE          (adaptation_bench.rd_saving_pct: lambda of the rate point)
     share = saving(short) / saving(full)       time ratio = encode s(short) / encode s(full)
 
     python -m codec.evaluation.schedule_compare --short results/ab_fast_a results/ab_fast_b \\
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.evaluation.adaptation_bench import rd_saving_pct
 from codec.zoo import default_registry
 
 
@@ -33,11 +34,6 @@ def _points(dirs: list[Path]) -> dict[tuple[str, str, float, str], dict]:
     return out
 
 
-def rd_cost(row: dict, lmbda: float) -> float:
-    mse = 10.0 ** (-float(row["psnr"]) / 10.0)
-    return float(row["bpp"]) + lmbda * 255.0**2 * mse
-
-
 def compare(short_dirs: list[Path], full_dirs: list[Path], method: str, model: str = "default") -> dict:
     base = default_registry().get(model)
     short, full = _points(short_dirs), _points(full_dirs)
@@ -46,35 +42,29 @@ def compare(short_dirs: list[Path], full_dirs: list[Path], method: str, model: s
         if m != method or (domain, image, q, method) not in short or (domain, image, q, "plain") not in full:
             continue
         lmbda = base.lmbda_at(base.level_for(q))
-        plain = rd_cost(full[(domain, image, q, "plain")], lmbda)
+        plain = full[(domain, image, q, "plain")]
         s_row = short[(domain, image, q, method)]
-        full_gain = 100 * (plain - rd_cost(row, lmbda)) / plain
-        short_gain = 100 * (plain - rd_cost(s_row, lmbda)) / plain
+        full_gain = rd_saving_pct(plain, row, lmbda)
+        short_gain = rd_saving_pct(plain, s_row, lmbda)
         per_domain[domain].append((full_gain, short_gain, float(s_row["encode_s"]), float(row["encode_s"])))
-    table = {}
-    for domain, rows in per_domain.items():
-        a = np.array(rows)
-        table[domain] = {
-            "points": len(rows),
-            "full_saving_pct": float(a[:, 0].mean()),
-            "short_saving_pct": float(a[:, 1].mean()),
-            "share_of_full_saving": float(a[:, 1].sum() / a[:, 0].sum()) if a[:, 0].sum() > 0 else None,
-            "short_encode_s": float(a[:, 2].mean()),
-            "full_encode_s": float(a[:, 3].mean()),
-            "time_ratio": float(a[:, 2].sum() / a[:, 3].sum()),
-        }
+    table = {domain: _stats(rows) for domain, rows in per_domain.items()}
     if per_domain:
-        a = np.array([r for rows in per_domain.values() for r in rows])
-        table["all"] = {
-            "points": len(a),
-            "full_saving_pct": float(a[:, 0].mean()),
-            "short_saving_pct": float(a[:, 1].mean()),
-            "share_of_full_saving": float(a[:, 1].sum() / a[:, 0].sum()) if a[:, 0].sum() > 0 else None,
-            "short_encode_s": float(a[:, 2].mean()),
-            "full_encode_s": float(a[:, 3].mean()),
-            "time_ratio": float(a[:, 2].sum() / a[:, 3].sum()),
-        }
+        table["all"] = _stats([r for rows in per_domain.values() for r in rows])
     return table
+
+
+def _stats(rows: list[tuple[float, float, float, float]]) -> dict:
+    """Means of (full saving, short saving, short s, full s); share and time ratio of the sums."""
+    a = np.array(rows)
+    return {
+        "points": len(rows),
+        "full_saving_pct": float(a[:, 0].mean()),
+        "short_saving_pct": float(a[:, 1].mean()),
+        "share_of_full_saving": float(a[:, 1].sum() / a[:, 0].sum()) if a[:, 0].sum() > 0 else None,
+        "short_encode_s": float(a[:, 2].mean()),
+        "full_encode_s": float(a[:, 3].mean()),
+        "time_ratio": float(a[:, 2].sum() / a[:, 3].sum()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
