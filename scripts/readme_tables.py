@@ -78,6 +78,8 @@ def domains(summary: dict) -> None:
         print(f"| {n}-sample adapter: files, training, validation gain | " + " | ".join(cells) + " |")
         cells = [f"{summary[d]['auto'][n]['own']}/{summary[d]['auto'][n]['images']}" for d in doms]
         print(f"| auto picks own {n}-sample adapter | " + " | ".join(cells) + " |")
+        cells = [f"{summary[d]['auto'][n]['images'] - summary[d]['auto'][n]['none']}" for d in doms]
+        print(f"| auto picks some {n}-sample adapter (not none) | " + " | ".join(cells) + " |")
 
 
 def evaluation(summary: dict, key: str) -> None:
