@@ -23,9 +23,9 @@ from tqdm import tqdm
 from codec.datasets import most_detailed_window
 from codec.domains.modules import ConvAdapter, adapter_parameters, adapter_state, attach
 from codec.imageio import CodecImage
+from codec.losses import rd_loss
 from codec.models.gained import GainedMeanScaleHyperprior, ste_round
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
-from codec.training.train_default import rd_loss
 
 VAL_CROP = 384  # validation images are cut to this (most detailed window): bounded cost per check
 

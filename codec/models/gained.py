@@ -54,9 +54,15 @@ class GainedMeanScaleHyperprior(CompressionModel):
     trained rate points and fractional values interpolate between them.
     """
 
-    def __init__(self, N: int = 64, M: int = 96, lambdas: Sequence[float] = DEFAULT_LAMBDAS):
+    def __init__(
+        self, N: int = 64, M: int = 96, lambdas: Sequence[float] = DEFAULT_LAMBDAS, Nh: int | None = None
+    ) -> None:
         super().__init__()
+        # N: width of the image transforms; Nh: width of the hyper transforms (and channels of z).
+        # They are separate so the synthesis can be widened without touching the entropy model.
         self.N, self.M = int(N), int(M)
+        self.Nh = int(Nh) if Nh else self.N
+        Nh = self.Nh
         levels = len(lambdas)
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(
@@ -69,21 +75,21 @@ class GainedMeanScaleHyperprior(CompressionModel):
             deconv(N, 3),
         )
         self.h_a = nn.Sequential(
-            conv(M, N, stride=1, kernel_size=3),
+            conv(M, Nh, stride=1, kernel_size=3),
             nn.LeakyReLU(inplace=True),
-            conv(N, N),
+            conv(Nh, Nh),
             nn.LeakyReLU(inplace=True),
-            conv(N, N),
+            conv(Nh, Nh),
         )
         # Slimmer than CompressAI's (N -> M -> 3M/2 -> 2M): keeps the fp16 file under 3 MB.
         self.h_s = nn.Sequential(
-            deconv(N, N),
+            deconv(Nh, Nh),
             nn.LeakyReLU(inplace=True),
-            deconv(N, N),
+            deconv(Nh, Nh),
             nn.LeakyReLU(inplace=True),
-            conv(N, 2 * M, stride=1, kernel_size=3),
+            conv(Nh, 2 * M, stride=1, kernel_size=3),
         )
-        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.entropy_bottleneck = EntropyBottleneck(Nh)
         self.gaussian_conditional = GaussianConditional(None)
         self.register_buffer("lambdas", torch.tensor(list(lambdas), dtype=torch.float32))
         # Optimal step ~ 1/sqrt(lambda) at high rate: start the gains there.
@@ -92,6 +98,15 @@ class GainedMeanScaleHyperprior(CompressionModel):
         self.log_gain = nn.Parameter(init[:, None].repeat(1, M).clone())
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M).clone())
         self.levels = levels
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> GainedMeanScaleHyperprior:
+        """The network a weights file's or checkpoint's ``config`` describes (``Nh`` optional)."""
+        return cls(cfg["N"], cfg["M"], cfg["lambdas"], cfg.get("Nh"))
+
+    def config(self) -> dict:
+        """What :meth:`from_config` needs to rebuild this network."""
+        return {"N": self.N, "M": self.M, "Nh": self.Nh, "lambdas": [float(v) for v in self.lambdas.tolist()]}
 
     # ------------------------------------------------------------------ rate control
     def _interp(self, table: Tensor, q: Tensor) -> Tensor:
@@ -146,16 +161,22 @@ class GainedMeanScaleHyperprior(CompressionModel):
         """
         y = self.g_a(x)
         z = self.h_a(y)
-        _, z_lik = self.entropy_bottleneck(z)
-        med = self.z_medians()
-        z_hat = ste_round(z - med) + med
+        # Under bf16 autocast the transforms run in bf16; the rate terms (quantisation offsets,
+        # likelihoods) stay fp32: a bf16 CDF difference loses the small probabilities.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y, z = y.float(), z.float()
+            _, z_lik = self.entropy_bottleneck(z)
+            med = self.z_medians()
+            z_hat = ste_round(z - med) + med
         p = self.entropy_params(z_hat, q)
-        y_g = y * p.gain
-        y_hat = ste_round(y_g - p.means) + p.means
-        # training: a noisy proxy; evaluation: the likelihood of what would really be coded
-        y_rate_in = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if self.training else y_hat
-        y_lik = self.gaussian_conditional._likelihood(y_rate_in, p.scales, p.means)
-        y_lik = self.gaussian_conditional.likelihood_lower_bound(y_lik)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            means, scales = p.means.float(), p.scales.float()
+            y_g = y * p.gain
+            y_hat = ste_round(y_g - means) + means
+            # training: a noisy proxy; evaluation: the likelihood of what would really be coded
+            y_rate_in = y_g + torch.empty_like(y_g).uniform_(-0.5, 0.5) if self.training else y_hat
+            y_lik = self.gaussian_conditional._likelihood(y_rate_in, scales, means)
+            y_lik = self.gaussian_conditional.likelihood_lower_bound(y_lik)
         x_hat = self.synthesize(y_hat, p.inv_gain)
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 

@@ -26,7 +26,7 @@ def _floor(key: str) -> bool:
 def export(src: Path, dst: Path, description: str = "") -> bytes:
     state = torch.load(src, map_location="cpu", weights_only=False)
     cfg = state["config"]
-    net = GainedMeanScaleHyperprior(cfg["N"], cfg["M"], cfg["lambdas"])
+    net = GainedMeanScaleHyperprior.from_config(cfg)
     net.load_state_dict(state["model"], strict=False)
     # round trip through fp16 first, so the tables belong to the shipped weights
     sd16 = {
@@ -50,7 +50,7 @@ def export(src: Path, dst: Path, description: str = "") -> bytes:
     tmp = dst.with_suffix(".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, dst)
-    check = GainedMeanScaleHyperprior(cfg["N"], cfg["M"], cfg["lambdas"])
+    check = GainedMeanScaleHyperprior.from_config(cfg)
     check.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in out.items()})
     return weights_hash(check)
 

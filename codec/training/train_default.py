@@ -1,16 +1,25 @@
 """Train the embedded default model (variable-rate gained mean-scale hyperprior) on CPU or GPU.
 
-Data: every image in ``../shared/datasets/natural-train`` (BSDS300 + BSDS500 test), held in RAM
-as uint8, random 256x256 crops with horizontal flips. Each sample of a batch draws its own rate
-level, so every step trains several rates. Loss per sample: ``bpp + lambda * 255^2 * MSE``.
+Data: the photo folders of ``../shared/datasets`` (``natural-train`` and ``natural-train-extra``
+by default), held in RAM as uint8, random crops with horizontal flips. Each sample of a batch draws
+its own rate level, so every step trains several rates. Loss per sample: ``bpp + lambda*255^2*MSE``.
 
-Resumable: ``--out DIR`` holds ``last.pt`` (model, optimisers, step, RNG), written atomically
-every ``--ckpt-every`` steps and on Ctrl-C; rerunning the same command continues from it.
-Progress: a tqdm bar, a ``log.csv`` of training loss, and a periodic evaluation on the Kodak
-bench-256 crops (``eval.csv``: real rounding, estimated bpp, PSNR per level).
+Speed: bf16 autocast with channels_last by default (the rate terms stay fp32, see
+``GainedMeanScaleHyperprior.forward``); ``--precision fp32`` is the old loop. ``python -m
+codec.evaluation.train_speed`` measures both side by side.
 
-Example (what produced the shipped weights, see codec/zoo/weights/MODEL_CARD.md):
-    python -m codec.training.train_default --out runs/default --steps 60000
+Schedule: linear warm-up, then a cosine decay to 2 % of ``--lr``, over ``--steps`` steps or, with
+``--minutes``, over that much *training* time: a run that must end with the session still ends with
+a decayed learning rate however busy the machine is.
+
+Resumable: ``--out DIR`` holds ``last.pt`` (model, optimisers, step, RNG, schedule), written
+atomically every ``--ckpt-every`` steps, on SIGTERM and on Ctrl-C; rerunning the same command
+continues from it. ``--init`` starts from exported weights (optimiser state starts fresh);
+``--widen N`` widens them first (``codec.training.widen``). Progress: a tqdm bar, ``log.csv`` of
+the training loss, and a periodic evaluation on the Kodak bench-256 crops (``eval.csv``).
+
+    python -m codec.training.train_default --out runs/default --init codec/zoo/weights/default.pt \\
+        --minutes 120
 """
 
 from __future__ import annotations
@@ -22,76 +31,49 @@ import os
 import random
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from codec.datasets import bench_images, datasets_root, list_images
+from codec.datasets import bench_images, datasets_root
+from codec.losses import autocast_for, rd_loss
 from codec.models.gained import DEFAULT_LAMBDAS, GainedMeanScaleHyperprior
+from codec.training.data import load_training_images, random_batch
+from codec.training.widen import widen
+
+DEFAULT_FOLDERS = ("natural-train", "natural-train-extra")
 
 
-def load_training_images(folder: Path, min_side: int) -> list[torch.Tensor]:
-    """All images of ``folder`` as uint8 CHW tensors (at least ``min_side`` on each side)."""
-    images = []
-    for path in tqdm(list_images(folder), desc="loading", leave=False):
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
-        if min(arr.shape[:2]) >= min_side:
-            images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
-    return images
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("runs/default"))
+    ap.add_argument("--data", type=Path, nargs="+", default=None, help="training folders (default: the photos)")
+    ap.add_argument("--steps", type=int, default=60000, help="total steps of the schedule (without --minutes)")
+    ap.add_argument("--minutes", type=float, default=0.0, help="schedule over this much training time instead")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--N", type=int, default=48)
+    ap.add_argument("--M", type=int, default=128)
+    ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--stop-after-minutes", type=float, default=0.0, help="leave cleanly after this wall time")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", type=Path, default=None, help="exported weights to start from (no checkpoint yet)")
+    ap.add_argument("--widen", type=int, default=0, help="with --init: widen g_a/g_s to this N first")
+    return ap
 
 
-def random_batch(images: list[torch.Tensor], batch: int, crop: int, gen: random.Random) -> torch.Tensor:
-    out = torch.empty(batch, 3, crop, crop, dtype=torch.uint8)
-    for i in range(batch):
-        img = images[gen.randrange(len(images))]
-        _, h, w = img.shape
-        y, x = gen.randrange(h - crop + 1), gen.randrange(w - crop + 1)
-        patch = img[:, y : y + crop, x : x + crop]
-        if gen.random() < 0.5:
-            patch = patch.flip(-1)
-        out[i] = patch
-    return out.float().div_(255.0)
-
-
-def rd_loss(model: GainedMeanScaleHyperprior, x: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-sample rate (bpp), MSE and RD loss, averaged over the batch."""
-    out = model(x, q)
-    pixels = x.shape[-1] * x.shape[-2]
-    bits = sum((-torch.log2(lik)).flatten(1).sum(1) for lik in out["likelihoods"].values())
-    bpp = bits / pixels
-    mse = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
-    lam = model.lmbda(q)
-    loss = bpp + lam * 255.0**2 * mse
-    return {"loss": loss.mean(), "bpp": bpp.detach(), "mse": mse.detach()}
-
-
-@torch.no_grad()
-def evaluate(model: GainedMeanScaleHyperprior, crops: torch.Tensor) -> list[tuple[int, float, float]]:
-    """(level, estimated bpp, PSNR) on the Kodak bench crops with real rounding."""
-    model.eval()
-    rows = []
-    for level in range(model.levels):
-        q = torch.full((crops.shape[0],), float(level))
-        out = model(crops, q)
-        pixels = crops.shape[-1] * crops.shape[-2]
-        bits = sum((-torch.log2(lik)).flatten(1).sum(1) for lik in out["likelihoods"].values())
-        x_hat = out["x_hat"].clamp(0, 1).mul(255).round()
-        mse = (x_hat - crops.mul(255).round()).pow(2).flatten(1).mean(1)
-        psnr = (10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))).mean().item()
-        rows.append((level, (bits / pixels).mean().item(), psnr))
-    model.train()
-    return rows
-
-
-def lr_at(step: int, base: float, total: int, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 2% of the base rate at ``total`` steps."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
+def lr_at(progress: float, steps_done: int, base: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``base`` to 2 % of it at progress 1."""
+    if steps_done < warmup:
+        return base * (steps_done + 1) / warmup
+    t = min(1.0, max(0.0, progress))
     return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -101,152 +83,234 @@ def save_atomic(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("runs/default"))
-    ap.add_argument("--data", type=Path, default=None, help="training folder (default: natural-train)")
-    ap.add_argument("--steps", type=int, default=60000, help="total steps of the schedule")
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--warmup", type=int, default=500)
-    ap.add_argument("--N", type=int, default=48)
-    ap.add_argument("--M", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    ap.add_argument("--ckpt-every", type=int, default=250)
-    ap.add_argument("--eval-every", type=int, default=1000)
-    ap.add_argument("--stop-after-minutes", type=float, default=0.0, help="leave cleanly after this")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--init",
-        type=Path,
-        default=None,
-        help="start from exported weights (e.g. codec/zoo/weights/default.pt) when --out has no checkpoint",
-    )
-    args = ap.parse_args(argv)
+@dataclass
+class Trainer:
+    """The model, its optimisers and every counter a resumed run needs."""
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    root = datasets_root()
-    data_dir = args.data or (root / "natural-train" if root else None)
-    if data_dir is None or not data_dir.is_dir():
-        raise SystemExit("training data not found: pass --data or put ../shared/datasets beside the repo")
-    args.out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = args.out / "last.pt"
+    model: GainedMeanScaleHyperprior
+    opt: torch.optim.Optimizer
+    aux_opt: torch.optim.Optimizer
+    net_params: list[torch.nn.Parameter]
+    gen: random.Random
+    step: int = 0
+    wall: float = 0.0  # training seconds, over every session of this model
+    schedule: dict = field(default_factory=dict)  # where this run's schedule began: step, wall
 
-    model = GainedMeanScaleHyperprior(args.N, args.M, DEFAULT_LAMBDAS).to(device)
-    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    net_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    opt = torch.optim.Adam(net_params, lr=args.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
-    step, wall = 0, 0.0
-    gen = random.Random(args.seed)
-    torch.manual_seed(args.seed)
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        aux_opt.load_state_dict(state["aux_opt"])
-        step, wall = state["step"], state.get("wall", 0.0)
-        gen.setstate(state["py_rng"])
+    @classmethod
+    def create(cls, model: GainedMeanScaleHyperprior, lr: float, seed: int) -> Trainer:
+        aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+        net = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+        return cls(model, torch.optim.Adam(net, lr=lr), torch.optim.Adam(aux, lr=1e-3), net, random.Random(seed))
+
+    def progress(self, args: argparse.Namespace) -> float:
+        """How far through the schedule (0..1): by training time with --minutes, else by steps."""
+        if args.minutes:
+            return (self.wall - self.schedule.get("wall", 0.0)) / (args.minutes * 60)
+        return self.step / max(1, args.steps)
+
+    def state(self, args: argparse.Namespace) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "aux_opt": self.aux_opt.state_dict(),
+            "step": self.step,
+            "wall": self.wall,
+            "schedule": self.schedule,
+            "py_rng": self.gen.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "config": self.model.config(),
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        }
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.aux_opt.load_state_dict(state["aux_opt"])
+        self.step, self.wall = state["step"], state.get("wall", 0.0)
+        self.schedule = state.get("schedule") or {"step": 0, "wall": 0.0}
+        self.gen.setstate(state["py_rng"])
         torch.set_rng_state(state["torch_rng"])
-        print(f"resumed from {ckpt_path} at step {step} ({wall / 3600:.2f} h trained)")
-    elif args.init is not None:
-        shipped = torch.load(args.init, map_location=device, weights_only=True)
-        sd = {k: (v.float() if v.is_floating_point() else v) for k, v in shipped["state_dict"].items()}
-        model.load_state_dict(sd, strict=False)
-        step, wall = int(shipped.get("step") or 0), float(shipped.get("train_seconds") or 0.0)
-        print(f"initialised from {args.init} (step {step}); optimiser state starts fresh")
 
-    images = load_training_images(data_dir, args.crop)
-    kodak = torch.stack([torch.from_numpy(b.rgb).permute(2, 0, 1).float() / 255 for b in bench_images("kodak")]).to(
-        device
-    )
-    print(f"{len(images)} training images from {data_dir}; device {device}; threads {torch.get_num_threads()}")
+    def train_step(self, x: torch.Tensor, q: torch.Tensor, lr: float, precision: str) -> dict[str, float]:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        out = rd_loss(self.model, x, q, precision)
+        self.opt.zero_grad(set_to_none=True)
+        if torch.isfinite(out["loss"]):
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(self.net_params, 1.0)
+            self.opt.step()
+        aux = self.model.aux_loss()
+        self.aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        self.aux_opt.step()
+        return {
+            "loss": out["loss"].item(),
+            "bpp": out["bpp"].mean().item(),
+            "mse": out["mse"].mean().item(),
+            "aux": aux.item(),
+        }
 
-    def checkpoint() -> None:
-        save_atomic(
-            {
-                "model": model.state_dict(),
-                "opt": opt.state_dict(),
-                "aux_opt": aux_opt.state_dict(),
-                "step": step,
-                "wall": wall,
-                "py_rng": gen.getstate(),
-                "torch_rng": torch.get_rng_state(),
-                "config": {"N": args.N, "M": args.M, "lambdas": list(DEFAULT_LAMBDAS)},
-                "args": vars(args) | {"out": str(args.out), "data": str(data_dir)},
-            },
-            ckpt_path,
+
+def build_model(args: argparse.Namespace, device: torch.device) -> tuple[GainedMeanScaleHyperprior, dict]:
+    """A fresh model, or the ``--init`` weights (widened with ``--widen``), and where that left off."""
+    if args.init is None:
+        return GainedMeanScaleHyperprior(args.N, args.M, DEFAULT_LAMBDAS), {}
+    shipped = torch.load(args.init, map_location="cpu", weights_only=True)
+    model = GainedMeanScaleHyperprior.from_config(shipped["config"])
+    # Bounds (likelihood floors, GDN pedestals, the scale bound) are constants of the architecture;
+    # an fp16 file holds them rounded (the 1e-9 floors as 0), so the fresh model's are kept.
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in shipped["state_dict"].items() if "bound" not in k}
+    model.load_state_dict(sd, strict=False)
+    if args.widen:
+        model = widen(model, args.widen, seed=args.seed)
+    return model, {"step": int(shipped.get("step") or 0), "wall": float(shipped.get("train_seconds") or 0.0)}
+
+
+@torch.no_grad()
+def evaluate(model: GainedMeanScaleHyperprior, crops: torch.Tensor, precision: str) -> list[tuple[int, float, float]]:
+    """(level, estimated bpp, PSNR) on the Kodak bench crops with real rounding."""
+    model.eval()
+    rows = []
+    for level in range(model.levels):
+        q = torch.full((crops.shape[0],), float(level), device=crops.device)
+        with autocast_for(crops.device, precision):
+            out = model(crops, q)
+        pixels = crops.shape[-1] * crops.shape[-2]
+        bits = sum((-torch.log2(lik.float())).flatten(1).sum(1) for lik in out["likelihoods"].values())
+        x_hat = out["x_hat"].float().clamp(0, 1).mul(255).round()
+        mse = (x_hat - crops.mul(255).round()).pow(2).flatten(1).mean(1)
+        psnr = (10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))).mean().item()
+        rows.append((level, (bits / pixels).mean().item(), psnr))
+    model.train()
+    return rows
+
+
+class RunLog:
+    """``log.csv`` (training loss every 50 steps) and ``eval.csv`` (Kodak crops), appended across resumes."""
+
+    def __init__(self, out: Path) -> None:
+        self.log, self.logw = self._open(out / "log.csv", ["step", "wall_s", "lr", "loss", "bpp", "mse", "aux"])
+        self.evf, self.evw = self._open(out / "eval.csv", ["step", "wall_s", "level", "bpp_est", "psnr"])
+        self.acc: dict[str, float] = {}
+        self.n = 0
+
+    @staticmethod
+    def _open(path: Path, header: list[str]) -> tuple:
+        new = not path.exists()
+        f = open(path, "a", newline="")  # noqa: SIM115 (closed in close())
+        w = csv.writer(f)
+        if new:
+            w.writerow(header)
+        return f, w
+
+    def add(self, figures: dict[str, float]) -> None:
+        for k, v in figures.items():
+            self.acc[k] = self.acc.get(k, 0.0) + v
+        self.n += 1
+
+    def flush_training(self, step: int, wall: float, lr: float) -> dict[str, str]:
+        means = {k: f"{v / max(1, self.n):.5f}" for k, v in self.acc.items()}
+        self.logw.writerow(
+            [step, f"{wall:.1f}", f"{lr:.2e}"] + [means.get(k, "") for k in ("loss", "bpp", "mse", "aux")]
         )
+        self.log.flush()
+        self.acc, self.n = {}, 0
+        return means
 
+    def write_eval(self, step: int, wall: float, rows: list[tuple[int, float, float]]) -> None:
+        for level, bpp, psnr in rows:
+            self.evw.writerow([step, f"{wall:.1f}", level, f"{bpp:.4f}", f"{psnr:.3f}"])
+        self.evf.flush()
+
+    def close(self) -> None:
+        self.log.close()
+        self.evf.close()
+
+
+def run(trainer: Trainer, args: argparse.Namespace, images: list[torch.Tensor], kodak: torch.Tensor) -> None:
+    """The training loop: until the schedule ends, SIGTERM, Ctrl-C or --stop-after-minutes."""
+    device, ckpt = kodak.device, args.out / "last.pt"
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    log_new = not (args.out / "log.csv").exists()
-    log = open(args.out / "log.csv", "a", newline="")  # noqa: SIM115 (closed in finally)
-    logw = csv.writer(log)
-    if log_new:
-        logw.writerow(["step", "wall_s", "lr", "loss", "bpp", "mse", "aux"])
-    evf_new = not (args.out / "eval.csv").exists()
-    evf = open(args.out / "eval.csv", "a", newline="")  # noqa: SIM115
-    evw = csv.writer(evf)
-    if evf_new:
-        evw.writerow(["step", "wall_s", "level", "bpp_est", "psnr"])
-
-    session_start = time.time()
-    bar = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=5)
-    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "aux": 0.0, "n": 0}
+    log, started = RunLog(args.out), time.time()
+    bar = tqdm(total=1000, desc="train (per mille of schedule)", dynamic_ncols=True, mininterval=5)
     try:
-        while step < args.steps and not stop["now"]:
+        while trainer.progress(args) < 1.0 and not stop["now"]:
             t0 = time.time()
-            lr = lr_at(step, args.lr, args.steps, args.warmup)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x = random_batch(images, args.batch, args.crop, gen).to(device)
-            q = torch.tensor([float(gen.randrange(model.levels)) for _ in range(args.batch)], device=device)
-            out = rd_loss(model, x, q)
-            opt.zero_grad(set_to_none=True)
-            if torch.isfinite(out["loss"]):
-                out["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(net_params, 1.0)
-                opt.step()
-            aux = model.aux_loss()
-            aux_opt.zero_grad(set_to_none=True)
-            aux.backward()
-            aux_opt.step()
-            step += 1
-            wall += time.time() - t0
-            acc["loss"] += out["loss"].item()
-            acc["bpp"] += out["bpp"].mean().item()
-            acc["mse"] += out["mse"].mean().item()
-            acc["aux"] += aux.item()
-            acc["n"] += 1
-            bar.update(1)
-            if step % 50 == 0:
-                n = acc["n"]
-                logw.writerow(
-                    [step, f"{wall:.1f}", f"{lr:.2e}"] + [f"{acc[k] / n:.5f}" for k in ("loss", "bpp", "mse", "aux")]
-                )
-                log.flush()
-                bar.set_postfix(loss=f"{acc['loss'] / n:.3f}", bpp=f"{acc['bpp'] / n:.3f}")
-                acc = dict.fromkeys(acc, 0.0) | {"n": 0}
-            if step % args.ckpt_every == 0:
-                checkpoint()
-            if step % args.eval_every == 0:
-                for level, bpp, psnr in evaluate(model, kodak):
-                    evw.writerow([step, f"{wall:.1f}", level, f"{bpp:.4f}", f"{psnr:.3f}"])
-                evf.flush()
-            if args.stop_after_minutes and time.time() - session_start > args.stop_after_minutes * 60:
+            lr = lr_at(trainer.progress(args), trainer.step - trainer.schedule["step"], args.lr, args.warmup)
+            x = random_batch(images, args.batch, args.crop, trainer.gen).to(device)
+            if args.precision == "bf16":
+                x = x.contiguous(memory_format=torch.channels_last)
+            q = torch.tensor(
+                [float(trainer.gen.randrange(trainer.model.levels)) for _ in range(args.batch)], device=device
+            )
+            log.add(trainer.train_step(x, q, lr, args.precision))
+            trainer.step += 1
+            trainer.wall += time.time() - t0
+            bar.n = min(1000, int(1000 * trainer.progress(args)))
+            if trainer.step % 50 == 0:
+                means = log.flush_training(trainer.step, trainer.wall, lr)
+                bar.set_postfix(step=trainer.step, loss=means.get("loss"), bpp=means.get("bpp"), refresh=False)
+                bar.refresh()
+            if trainer.step % args.ckpt_every == 0:
+                save_atomic(trainer.state(args), ckpt)
+            if trainer.step % args.eval_every == 0:
+                log.write_eval(trainer.step, trainer.wall, evaluate(trainer.model, kodak, args.precision))
+            if args.stop_after_minutes and time.time() - started > args.stop_after_minutes * 60:
                 break
     except KeyboardInterrupt:
         pass
     finally:
-        checkpoint()
+        save_atomic(trainer.state(args), ckpt)
         bar.close()
         log.close()
-        evf.close()
-    print(f"stopped at step {step}; checkpoint {ckpt_path}")
+    print(f"stopped at step {trainer.step}; checkpoint {ckpt}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    root = datasets_root()
+    folders = args.data or ([root / f for f in DEFAULT_FOLDERS] if root else [])
+    if not folders or not all(f.is_dir() for f in folders):
+        raise SystemExit("training data not found: pass --data or put ../shared/datasets beside the repo")
+    args.data = folders
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt = args.out / "last.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model = GainedMeanScaleHyperprior.from_config(state["config"])
+        trainer = Trainer.create(model, args.lr, args.seed)
+        trainer.restore(state)
+        print(f"resumed from {ckpt} at step {trainer.step} ({trainer.wall / 3600:.2f} h trained)")
+    else:
+        model, start = build_model(args, device)
+        trainer = Trainer.create(model, args.lr, args.seed)
+        trainer.step, trainer.wall = start.get("step", 0), start.get("wall", 0.0)
+        trainer.schedule = {"step": trainer.step, "wall": trainer.wall}
+        torch.manual_seed(args.seed)
+    trainer.model.to(device)
+    if args.precision == "bf16":
+        trainer.model.to(memory_format=torch.channels_last)
+    _move_optimizer_state(trainer, device)
+    images = load_training_images(folders, args.crop)
+    kodak = torch.stack([torch.from_numpy(b.rgb).permute(2, 0, 1).float() / 255 for b in bench_images("kodak")])
+    print(
+        f"{len(images)} training images from {', '.join(map(str, folders))}; device {device}; "
+        f"threads {torch.get_num_threads()}; N={model.N} Nh={model.Nh} M={model.M}; {args.precision}"
+    )
+    run(trainer, args, images, kodak.to(device))
+
+
+def _move_optimizer_state(trainer: Trainer, device: torch.device) -> None:
+    for opt in (trainer.opt, trainer.aux_opt):
+        for st in opt.state.values():
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor) and k != "step":
+                    st[k] = v.to(device)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ class BaseModel:
 def _padded(net: nn.Module, strings: list[list[bytes]], shape: tuple[int, int]) -> list[list[bytes]]:
     h, w = shape
     m = int(getattr(net, "M", 320))
-    n = int(getattr(net, "N", 192))
+    n = int(getattr(net, "Nh", getattr(net, "N", 192)))
     y_pad = bytes(8 * m * h * w * 16 + 64)
     z_pad = bytes(8 * n * h * w + 64)
     return [[s + y_pad for s in strings[0]], [s + z_pad for s in strings[1]], *strings[2:]]
@@ -223,7 +223,7 @@ def _load_gained_file(path: Path, name: str) -> BaseModel:
     except Exception as exc:  # a corrupt or foreign file
         raise ModelUnavailableError(f"model file {path} could not be read ({exc})") from None
     cfg = state["config"]
-    net = GainedMeanScaleHyperprior(cfg["N"], cfg["M"], cfg["lambdas"])
+    net = GainedMeanScaleHyperprior.from_config(cfg)
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in state["state_dict"].items()}
     sd = _keep_likelihood_floors(net, sd)
     if "gaussian_conditional._quantized_cdf" not in sd:
@@ -266,7 +266,7 @@ def _load_checkpoint(path: Path, name: str, arch: str | None) -> BaseModel:
         raise ModelUnavailableError(f"checkpoint {path} could not be read ({exc})") from None
     if isinstance(state, dict) and "config" in state and ("state_dict" in state or "model" in state):
         cfg = state["config"]
-        net = GainedMeanScaleHyperprior(cfg["N"], cfg["M"], cfg["lambdas"])
+        net = GainedMeanScaleHyperprior.from_config(cfg)
         sd = state.get("state_dict", state.get("model"))
         sd = _keep_likelihood_floors(net, {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()})
         try:

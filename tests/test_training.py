@@ -1,0 +1,87 @@
+"""Base-model training: widening preserves the function, bf16 keeps rates fp32, runs resume."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codec.losses import rd_loss
+from codec.models.gained import GainedMeanScaleHyperprior
+from codec.training import train_default
+from codec.training.widen import widen
+
+
+def _small(seed: int = 0) -> GainedMeanScaleHyperprior:
+    torch.manual_seed(seed)
+    return GainedMeanScaleHyperprior(16, 24, (0.0018, 0.0067, 0.0483))
+
+
+def test_widening_keeps_what_the_network_computes() -> None:
+    narrow = _small()
+    # make the GDNs non-trivial, as after training
+    with torch.no_grad():
+        for name, p in narrow.named_parameters():
+            if "gamma" in name:
+                p.add_(0.02 * torch.rand_like(p))
+    wide = widen(narrow, 40)
+    assert wide.N == 40 and wide.Nh == narrow.Nh == 16
+    x, q = torch.rand(2, 3, 64, 64), torch.tensor([0.0, 1.5])
+    narrow.eval(), wide.eval()
+    with torch.no_grad():
+        a, b = narrow(x, q), wide(x, q)
+    assert torch.allclose(a["x_hat"], b["x_hat"], atol=1e-5)
+    assert torch.allclose(a["likelihoods"]["y"], b["likelihoods"]["y"], atol=1e-6)
+    # the new channels can learn: their outgoing weights get gradients at once
+    wide.train()
+    rd_loss(wide, x, q)["loss"].backward()
+    assert wide.g_s[2].weight.grad[16:].abs().sum() > 0
+
+
+def test_bf16_autocast_keeps_the_rate_terms_fp32() -> None:
+    net = _small()
+    x, q = torch.rand(2, 3, 64, 64), torch.tensor([0.0, 2.0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x, q)
+    assert out["likelihoods"]["y"].dtype == torch.float32
+    assert out["likelihoods"]["z"].dtype == torch.float32
+    net.eval()  # rounding instead of noise: the two passes are comparable
+    fp32 = rd_loss(net, x, q, "fp32")["bpp"]
+    bf16 = rd_loss(net, x, q, "bf16")["bpp"]
+    assert torch.isfinite(bf16).all()
+    assert torch.allclose(fp32, bf16, rtol=0.1)
+
+
+def test_learning_rate_warms_up_then_decays_to_two_percent() -> None:
+    assert train_default.lr_at(0.0, 0, 1e-3, 10) == pytest.approx(1e-4)
+    assert train_default.lr_at(0.0, 10, 1e-3, 10) == pytest.approx(1e-3)
+    assert train_default.lr_at(0.5, 500, 1e-3, 10) == pytest.approx(1e-3 * (0.02 + 0.49))
+    assert train_default.lr_at(1.0, 900, 1e-3, 10) == pytest.approx(2e-5)
+
+
+def _write_images(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (72, 80, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def test_a_stopped_run_resumes_where_it_left_off(tmp_path: Path) -> None:
+    datasets = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+    if not (datasets / "kodak").is_dir():
+        pytest.skip("../shared/datasets is not on this machine (the run evaluates on the Kodak crops)")
+    _write_images(tmp_path / "imgs", 3)
+    common = ["--out", str(tmp_path / "run"), "--data", str(tmp_path / "imgs"), "--batch", "2", "--crop", "64"]
+    common += ["--N", "8", "--M", "16", "--ckpt-every", "5", "--eval-every", "1000", "--warmup", "2"]
+    train_default.main([*common, "--steps", "6", "--threads", "1"])
+    first = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert first["step"] == 6 and first["config"]["N"] == 8
+    train_default.main([*common, "--steps", "10", "--threads", "1"])
+    second = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert second["step"] == 10
+    with open(tmp_path / "run" / "log.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == []  # logged every 50 steps: none yet
