@@ -1,0 +1,167 @@
+"""Pinned bitstreams: a fixed set of encodes must produce exactly these bytes (sha256).
+
+Why: refactors of the encode path (issue 11: one request type, one encode function) must not
+change a single byte of what users get. The hashes were recorded from the code before that
+refactor (commit ec3602c). A change here is a format or numerics change and needs a reason.
+
+The plain encodes run in the canonical compute mode (codec.determinism), so their bytes are the
+same on every machine. The adaptive encodes optimise on the CPU in ordinary float32: their bytes
+depend on the CPU's kernels, so they are pinned for the capability they were recorded on (one
+thread, the torch seed of the config) and skipped elsewhere rather than failing for no bug.
+
+The domain adapter is built from a formula, not trained, so it is the same everywhere and cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codec.adaptation.encoder import adaptive_encode
+from codec.coder import encode_report, read_header
+from codec.domains.modules import adapter_state, attach
+from codec.domains.train import DomainTraining
+from codec.zoo import Registry
+from tests.conftest import synthetic_rgb
+
+PINNED_CPU_CAPABILITY = "AVX512"  # where the adaptive hashes were recorded
+
+
+@dataclass(frozen=True)
+class PinnedEncode:
+    """One encode and the bitstream it must give (first 16 hex digits of the sha256 suffice)."""
+
+    sha256: str
+    adaptive: bool = False
+
+
+PINS: dict[str, PinnedEncode] = {
+    "plain-q1": PinnedEncode("2ebada06782c95ce"),
+    "plain-q3.5": PinnedEncode("f0d90f566bdb484c"),
+    "plain-lambda": PinnedEncode("988262dd3d1b406c"),
+    "plain-rgba-q2": PinnedEncode("8fbbfef27f58b085"),
+    "plain-gray-q2": PinnedEncode("4132481f3fcca84b"),
+    "domain-q3": PinnedEncode("b2a3c84f6a167fa6"),
+    "domain-auto-q3": PinnedEncode("3c9e4fe663a6c24f"),
+    "adaptive-fast": PinnedEncode("1d338e349af482b3", adaptive=True),
+    "adaptive-omp": PinnedEncode("be3ff4a3e6190b17", adaptive=True),
+    "adaptive-domain": PinnedEncode("32d1107a823db196", adaptive=True),
+}
+
+
+def _rgb() -> Image.Image:
+    return Image.fromarray(synthetic_rgb(45, 53, seed=1))  # odd sizes: padding is part of the format
+
+
+def _rgba() -> Image.Image:
+    rgb = synthetic_rgb(40, 36, seed=2)
+    yy, xx = np.mgrid[0:40, 0:36]
+    alpha = ((xx * 7 + yy * 3) % 256).astype(np.uint8)
+    return Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
+
+
+def _gray() -> Image.Image:
+    return Image.fromarray(synthetic_rgb(37, 42, seed=3)).convert("L")
+
+
+def _formula_domain(reg: Registry) -> str:
+    """A stored domain adapter with fixed, formula-made weights (no training, no RNG)."""
+    base = reg.get("default")
+    net = attach(base.net, rank=2)
+    with torch.no_grad():
+        trainable = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+        for i, (name, p) in enumerate(trainable):
+            wave = torch.sin(torch.arange(p.numel(), dtype=torch.float32) * (0.37 + 0.05 * i)).view_as(p)
+            if name.endswith(".A"):  # LoRA's A starts random: replace it, do not perturb it
+                p.copy_(0.1 * wave)
+            else:  # identity 1x1 adapters and LoRA's zero B: a small fixed step away from the start
+                p.add_(0.02 * wave)
+    decoder, encoder = adapter_state(net)
+    trained = DomainTraining(decoder, encoder, rank=2, gain_pct=1.0, n_train=4, n_val=1, steps=(0, 0), seconds=0.0)
+    return reg.domains.save("pinned", base.name, base.hash, trained).id
+
+
+@pytest.fixture(scope="module")
+def domain_registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Registry, str]:
+    reg = Registry(domains_dir=tmp_path_factory.mktemp("pinned-domains"))
+    return reg, _formula_domain(reg)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """The adaptive optimisation's float sums depend on how work is split across threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+CPU = torch.device("cpu")
+
+
+def _cases(reg: Registry, domain_id: str) -> dict[str, Callable[[], bytes]]:
+    """Each pinned encode through the pre-refactor public API (encode_report / adaptive_encode)."""
+    tiny = {"latent_iters": 4, "decoder_iters": 3, "device": CPU}
+    return {
+        "plain-q1": lambda: encode_report(_rgb(), quality=1).data,
+        "plain-q3.5": lambda: encode_report(_rgb(), quality=3.5).data,
+        "plain-lambda": lambda: encode_report(_rgb(), lmbda=0.004).data,
+        "plain-rgba-q2": lambda: encode_report(_rgba(), quality=2).data,
+        "plain-gray-q2": lambda: encode_report(_gray(), quality=2).data,
+        "domain-q3": lambda: encode_report(_rgb(), quality=3, registry=reg, domain=domain_id).data,
+        # the formula adapter codes this image worse than the base, so auto must pick no domain
+        "domain-auto-q3": lambda: encode_report(_rgb(), quality=3, registry=reg, domain="auto").data,
+        "adaptive-fast": lambda: adaptive_encode(_rgb(), quality=3, config="fast", **tiny).result.data,
+        "adaptive-omp": lambda: adaptive_encode(_rgb(), quality=2, config="fast", decoder="omp", **tiny).result.data,
+        "adaptive-domain": lambda: (
+            adaptive_encode(_rgb(), quality=3, config="fast", registry=reg, domain=domain_id, **tiny).result.data
+        ),
+    }
+
+
+def _check(name: str, data: bytes) -> None:
+    pin = PINS[name]
+    assert hashlib.sha256(data).hexdigest()[:16] == pin.sha256, f"{name}: the bitstream changed"
+
+
+def _skip_unless_pinned_cpu(name: str) -> None:
+    if PINS[name].adaptive and torch.backends.cpu.get_cpu_capability() != PINNED_CPU_CAPABILITY:
+        pytest.skip(f"adaptive pins were recorded on {PINNED_CPU_CAPABILITY} CPU kernels")
+
+
+@pytest.mark.parametrize("name", list(PINS))
+def test_bitstream_is_byte_identical(name: str, domain_registry: tuple[Registry, str], one_thread: None) -> None:
+    _skip_unless_pinned_cpu(name)
+    reg, domain_id = domain_registry
+    _check(name, _cases(reg, domain_id)[name]())
+
+
+def test_domain_cases_really_use_the_domain(domain_registry: tuple[Registry, str]) -> None:
+    """The domain pins are only worth something if the adapter is in the bitstream."""
+    reg, domain_id = domain_registry
+    assert read_header(encode_report(_rgb(), quality=3, registry=reg, domain=domain_id).data)["domain"] == domain_id
+
+
+def record(path: Path | None = None) -> dict[str, str]:
+    """The current hashes (``python -m tests.test_bitstream_pins``): for recording, never for passing."""
+    import tempfile
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        reg = Registry(domains_dir=Path(tmp))
+        cases = _cases(reg, _formula_domain(reg))
+        return {name: hashlib.sha256(fn()).hexdigest()[:16] for name, fn in cases.items()}
+
+
+if __name__ == "__main__":
+    for case, digest in record().items():
+        print(f"{case:20s} {digest}")
