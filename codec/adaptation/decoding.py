@@ -10,7 +10,8 @@ from codec.adaptation.adapters import omp_values, split_params, unpack_adapters
 from codec.adaptation.synthesis import channels_after
 from codec.bitstream import BitstreamError, Container, Section
 from codec.models.gained import GainedMeanScaleHyperprior
-from codec.zoo.registry import BaseModel, _padded
+from codec.zoo.base import BaseModel
+from codec.zoo.decompress import padded_strings as _padded
 
 
 def adapted_decompress(

@@ -6,11 +6,15 @@ One forward pass per candidate at the requested level, hard rounding, estimated 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from codec.domains.train import rd_cost
+from codec.domains.cost import rd_cost
 from codec.imageio import CodecImage
-from codec.zoo.registry import Registry
+
+if TYPE_CHECKING:  # the registry bakes adapters (it imports this package): a type, not a runtime dependency
+    from codec.zoo.registry import Registry
 
 
 def choose_domain(reg: Registry, model: str, img: CodecImage, level: float) -> tuple[str | None, dict[str, float]]:

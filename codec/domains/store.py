@@ -1,9 +1,10 @@
 """Where trained domain adapters live, and how they are named.
 
-A domain adapter is a file ``<id>.pt`` in the store's folder (``UDIC_DOMAINS_DIR``, default
-``var/domains``). Its *hash* is an 8-byte BLAKE2b of the decoder-side tensors (what a decoder
-needs); its *id* is the first 12 hex digits of that hash plus the user's name, so the same weights
-always get the same id. Bitstreams carry id and hash; decoders refuse a mismatch.
+A domain adapter is a file ``<id>.pt`` in the store's folder (the service's ``UDIC_DOMAINS_DIR``,
+default ``<storage_root>/domains``; the codec's default registry uses ``var/domains``). Its *hash*
+is an 8-byte BLAKE2b of the decoder-side tensors (what a decoder needs); its *id* is the first 12
+hex digits of that hash plus the user's name, so the same weights always get the same id.
+Bitstreams carry id and hash; decoders refuse a mismatch.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
-
-from codec.domains.train import DomainTraining
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
 
@@ -28,6 +28,27 @@ class DomainError(ValueError):
 
 class UnknownDomainError(DomainError):
     kind = "unknown-domain"
+
+
+class TrainedAdapter(Protocol):
+    """What the store keeps of a training run (:class:`codec.domains.train.DomainTraining` has it).
+
+    A protocol, not the training result's class: storing and loading adapters (which decoders do)
+    must not depend on the training code.
+    """
+
+    @property
+    def decoder(self) -> dict[str, torch.Tensor]: ...
+    @property
+    def encoder(self) -> dict[str, torch.Tensor]: ...
+    @property
+    def rank(self) -> int: ...
+    @property
+    def gain_pct(self) -> float: ...
+    @property
+    def n_train(self) -> int: ...
+    @property
+    def n_val(self) -> int: ...
 
 
 def content_hash(decoder: dict[str, torch.Tensor]) -> bytes:
@@ -73,7 +94,7 @@ class DomainStore:
         self.root = Path(root)
 
     def save(
-        self, name: str, base_model: str, base_hash: bytes, trained: DomainTraining, owner: str = "anonymous"
+        self, name: str, base_model: str, base_hash: bytes, trained: TrainedAdapter, owner: str = "anonymous"
     ) -> DomainRecord:
         if not _NAME.match(name):
             raise DomainError("a domain name is 1-48 letters, digits, '_' or '-'")
