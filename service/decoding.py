@@ -1,28 +1,17 @@
-"""Decoding in the API process: a process-wide LRU of loaded models, and the checks that come
-before any byte reaches the entropy decoder (container, size, model availability)."""
+"""Decoding in the API process: the checks that come before any byte reaches the entropy decoder
+(container, size, model availability), then a decode with the process's model registry
+(:mod:`service.core.model_registry`, shared with the rest of the process)."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 from codec.bitstream import BitstreamError
 from codec.coder import decode_image, read_header
-from codec.zoo import ModelError, Registry
+from codec.zoo import ModelError
 from service.core.config import get_settings
 from service.core.errors import ProblemError
-
-_registry: Registry | None = None
-_lock = threading.Lock()
-
-
-def registry() -> Registry:
-    global _registry
-    with _lock:
-        if _registry is None:
-            settings = get_settings()
-            _registry = Registry(capacity=settings.decode_cache_models, domains_dir=settings.domains_path)
-        return _registry
+from service.core.model_registry import registry
 
 
 def decode_to_png(data: bytes) -> tuple[bytes, float]:

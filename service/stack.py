@@ -24,6 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from service.core.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -162,14 +166,17 @@ class Stack:
     redis_port: int
     workers: int = 1
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
 
     @property
     def env(self) -> dict[str, str]:
+        """The children's environment: this one (every ``UDIC_*`` setting passes through), with the
+        stack's own Redis, and its storage folder under ``data`` unless ``UDIC_STORAGE_ROOT`` names one."""
+        storage = self.settings.storage_root if "storage_root" in self.settings.model_fields_set else None
         return service_env(
             {
                 "UDIC_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-                "UDIC_STORAGE_ROOT": str(self.data / "storage"),
-                **{k: v for k, v in os.environ.items() if k.startswith("UDIC_") and k not in ("UDIC_REDIS_URL",)},
+                "UDIC_STORAGE_ROOT": str(storage or self.data / "storage"),
             }
         )
 
@@ -204,13 +211,18 @@ class Stack:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"udic-stack: error: invalid UDIC_* setting: {exc}", file=sys.stderr)
+        return 2
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--port", type=int, default=int(os.environ.get("UDIC_PORT", 8000)))
-    ap.add_argument("--redis-port", type=int, default=int(os.environ.get("UDIC_REDIS_PORT", 6379)))
+    ap.add_argument("--port", type=int, default=settings.port, help="default: UDIC_PORT or 8000")
+    ap.add_argument("--redis-port", type=int, default=settings.redis_port, help="default: UDIC_REDIS_PORT or 6379")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--data", type=Path, default=ROOT / "var", help="Redis AOF, storage and logs go here")
     args = ap.parse_args(argv)
-    stack = Stack(args.data.resolve(), args.port, args.redis_port, args.workers)
+    stack = Stack(args.data.resolve(), args.port, args.redis_port, args.workers, settings=settings)
 
     def on_signal(*_: object) -> None:
         raise KeyboardInterrupt

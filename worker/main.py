@@ -61,7 +61,7 @@ def preload_models() -> None:
     from codec.determinism import best_device
 
     settings = get_settings()
-    from service.decoding import registry
+    from service.core.model_registry import registry
 
     encode(_tiny_image(), model=settings.default_model, registry=registry())
     log.info("models loaded", extra={"model": settings.default_model, "device": str(best_device()), "pid": os.getpid()})

@@ -1,6 +1,10 @@
 """All configuration, in one place: environment variables with the ``UDIC_`` prefix.
 
 Example: ``UDIC_REDIS_URL=redis://127.0.0.1:6379/0 UDIC_STORAGE_ROOT=/data udic-api``.
+
+This is the only place that reads ``UDIC_*`` for the API, the worker and the local stack
+(``service.stack``). The codec reads no environment: the processes pass these values to it
+(the model registry: :mod:`service.core.model_registry`).
 """
 
 from __future__ import annotations
@@ -41,8 +45,15 @@ class Settings(BaseSettings):
     heartbeat_interval_s: int = Field(10, gt=0, description="worker heartbeat period while a job runs")
     heartbeat_grace_s: int = Field(30, gt=0, description="a job is abandoned after interval + grace without one")
 
-    # --- decode cache in the API process
+    # --- models: the loaded-model cache of each process (API and worker), extra checkpoints
     decode_cache_models: int = Field(4, gt=0)
+    checkpoints: str = Field(
+        "", description="extra models, NAME=PATH[@ARCH] entries separated by ':' (codec.zoo.parse_checkpoints)"
+    )
+
+    # --- the local stack (python -m service.stack): defaults of its --port and --redis-port
+    port: int = Field(8000, gt=0, lt=65536)
+    redis_port: int = Field(6379, gt=0, lt=65536)
 
     # --- security: "key1:alice,key2:bob" (key:owner); empty = no authentication
     api_keys: str = ""
