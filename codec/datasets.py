@@ -1,8 +1,12 @@
 """Where the shared images are, and the standard ``bench-256`` subset.
 
-The datasets live outside the repo (``../shared/datasets`` next to the checkout, or the folder
-named by ``UDIC_DATASETS``). Everything that needs them asks here and skips cleanly when they are
-absent.
+The datasets live outside the repo (``../shared/datasets`` next to the checkout). Everything that
+needs them asks here and skips cleanly when they are absent.
+
+Only offline tools use them (tests, benchmarks, training), never the codec's coding paths or the
+service, so their location is not a service setting: callers may pass the folder explicitly, and
+without it the documented default applies (``UDIC_DATASETS``, then ``../shared/datasets``). This
+module is the one place in the codec that reads an environment variable, for that reason.
 """
 
 from __future__ import annotations
@@ -19,9 +23,19 @@ OUT_OF_DOMAIN: tuple[str, ...] = DOMAINS[1:]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
 
-def datasets_root() -> Path | None:
-    """The shared datasets folder, or None when it is not on this machine."""
-    env = os.environ.get("UDIC_DATASETS")
+#: the environment variable that moves the datasets for test and benchmark runs
+DATASETS_ENV = "UDIC_DATASETS"
+
+
+def datasets_root(root: Path | str | None = None) -> Path | None:
+    """The shared datasets folder, or None when it is not on this machine.
+
+    ``root`` names the folder; without it: ``$UDIC_DATASETS``, then ``../shared/datasets`` beside
+    the checkout or beside the working directory (tests and benchmarks have no settings object).
+    """
+    if root is not None:
+        return Path(root) if Path(root).is_dir() else None
+    env = os.environ.get(DATASETS_ENV)
     candidates = [Path(env)] if env else []
     here = Path(__file__).resolve().parent.parent
     candidates += [here.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
@@ -78,9 +92,10 @@ class BenchImage:
     rgb: np.ndarray  # H x W x 3 uint8
 
 
-def bench_images(domain: str, count: int = 6, size: int = 256) -> list[BenchImage]:
-    """The bench-256 crops of one domain: first ``count`` files, most detailed window each."""
-    root = datasets_root()
+def bench_images(domain: str, count: int = 6, size: int = 256, root: Path | str | None = None) -> list[BenchImage]:
+    """The bench-256 crops of one domain: first ``count`` files, most detailed window each
+    (``root``: the datasets folder, as for :func:`datasets_root`)."""
+    root = datasets_root(root)
     if root is None:
         raise FileNotFoundError("../shared/datasets is not on this machine (set UDIC_DATASETS)")
     return [bench_crop(domain, path, size) for path in list_images(root / domain)[:count]]
