@@ -10,18 +10,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from redis import Redis
-from rq import Queue
 
 from codec import __version__
 from service.api.deps import Resources
-from service.api.routes import bitstreams, domains, jobs, system
+from service.api.main import api_router
 from service.core.config import Settings, get_settings
 from service.core.errors import install_error_handlers
 from service.core.logging import setup_logging
-from service.jobs import JobStore
 from service.metrics_registry import set_resources
 from service.middleware import BodyLimitMiddleware
-from service.storage import storage_from_settings
+from udic_jobs import storage_from_settings
 
 log = logging.getLogger("udic.api")
 
@@ -52,13 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         setup_logging(settings.log_level, settings.log_json)
         redis = Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=30)
-        res = Resources(
-            settings=settings,
-            redis=redis,
-            queue=Queue(settings.queue_name, connection=redis),
-            store=JobStore(redis, settings.key_prefix, settings.retention_s),
-            storage=storage_from_settings(settings),
-        )
+        res = Resources.connect(settings, redis, storage_from_settings(settings))
         app.state.resources = res
         set_resources(res)
         swept = res.storage.sweep(settings.retention_s)
@@ -78,10 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="udic", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    app.include_router(system.router)
-    app.include_router(jobs.router)
-    app.include_router(bitstreams.router)
-    app.include_router(domains.router)
+    app.include_router(api_router)
     return app
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.storage import FileSystemStorage, StorageError
+from udic_jobs.storage import FileSystemStorage, StorageError
 
 
 def test_put_get_delete_and_no_temp_files_left(tmp_path: Path) -> None:

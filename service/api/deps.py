@@ -1,16 +1,23 @@
-"""Shared per-app resources (created once in the app's lifespan), as FastAPI dependencies."""
+"""Shared per-app resources (created once in the app's lifespan), as FastAPI dependencies.
+
+Routes take ``res: ResourcesDep`` and ``owner: OwnerDep`` (the FastAPI template's ``*Dep`` style)
+and reach jobs only through ``res.jobs`` (queue policy, state) and ``res.store`` (records): neither
+Redis keys nor rq appear in a route.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from redis import Redis
 from rq import Queue
 
 from service.core.config import Settings
-from service.jobs import JobStore
-from service.storage import Storage
+from service.core.security import current_owner
+from service.jobs import JobService
+from udic_jobs import JobStore, Storage
 
 
 @dataclass
@@ -20,7 +27,19 @@ class Resources:
     queue: Queue
     store: JobStore
     storage: Storage
+    jobs: JobService
+
+    @classmethod
+    def connect(cls, settings: Settings, redis: Redis, storage: Storage) -> Resources:
+        queue = Queue(settings.queue_name, connection=redis)
+        store = JobStore(redis, settings.key_prefix, settings.retention_s)
+        return cls(settings, redis, queue, store, storage, JobService(store, queue, settings))
 
 
 def resources(request: Request) -> Resources:
-    return request.app.state.resources  # type: ignore[no-any-return]
+    res: Resources = request.app.state.resources
+    return res
+
+
+ResourcesDep = Annotated[Resources, Depends(resources)]
+OwnerDep = Annotated[str, Depends(current_owner)]

@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.deps import Resources, resources
-from service.api.views import current_state, load_owned
+from service.api.deps import OwnerDep, Resources, ResourcesDep
 from service.core.errors import ProblemError
-from service.core.security import current_owner
 from service.decoding import decode_to_png
 from service.metrics_registry import DECODE_SECONDS
 
@@ -22,8 +20,7 @@ PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "the decoded 
 
 
 def _finished_bitstream(res: Resources, job_id: str, owner: str) -> bytes:
-    rec = load_owned(res, job_id, owner)
-    state = current_state(res, rec)
+    rec, state = res.jobs.state(res.jobs.load_owned(job_id, owner))
     if state != "finished":
         raise ProblemError(409, "job-not-finished", "Bitstream not ready", f"the job is {state}", state=state)
     try:
@@ -40,7 +37,7 @@ def _finished_bitstream(res: Resources, job_id: str, owner: str) -> bytes:
     response_class=Response,
     summary="The .udic bitstream of a finished job",
 )
-def get_bitstream(job_id: str, owner: str = Depends(current_owner), res: Resources = Depends(resources)) -> Response:
+def get_bitstream(job_id: str, owner: OwnerDep, res: ResourcesDep) -> Response:
     data = _finished_bitstream(res, job_id, owner)
     return Response(
         data,
@@ -66,9 +63,7 @@ async def _png(data: bytes) -> Response:
     response_class=Response,
     summary="The decoded image of a finished job (PNG)",
 )
-async def get_bitstream_image(
-    job_id: str, owner: str = Depends(current_owner), res: Resources = Depends(resources)
-) -> Response:
+async def get_bitstream_image(job_id: str, owner: OwnerDep, res: ResourcesDep) -> Response:
     data = await run_in_threadpool(_finished_bitstream, res, job_id, owner)
     return await _png(data)
 
@@ -85,7 +80,7 @@ async def get_bitstream_image(
         }
     },
 )
-async def decode(request: Request, owner: str = Depends(current_owner)) -> Response:
+async def decode(request: Request, owner: OwnerDep) -> Response:
     ctype = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip().lower()
     if ctype.startswith("multipart/"):
         form = await request.form()

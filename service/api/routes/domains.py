@@ -5,22 +5,52 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from codec.domains.store import UnknownDomainError
-from service.api.deps import Resources, resources
-from service.api.routes.jobs import validate_image
-from service.api.views import enqueue, job_view
+from service.api.deps import OwnerDep, ResourcesDep
+from service.api.uploads import validate_image
+from service.api.views import accepted, job_view
 from service.core.errors import ProblemError
-from service.core.security import ANONYMOUS, current_owner
-from service.decoding import registry
-from service.jobs import JobRecord, new_job_id, now
+from service.core.model_registry import registry
+from service.core.security import ANONYMOUS
 from service.models import DomainInfo, DomainList, JobView
+from udic_jobs import DomainPayload, JobRecord, new_job_id, now
+from udic_jobs.storage import sample_key, upload_key
 
 router = APIRouter(prefix="/v1/domains", tags=["domains"])
 log = logging.getLogger("udic.api")
 MIN_SAMPLES, MAX_SAMPLES = 5, 25
+
+
+def _check_base_model(model: str) -> None:
+    """422 unless ``model`` loads and is variable-rate (loads models: run it in a thread)."""
+    try:
+        base = registry().get(model)
+    except Exception as exc:  # ModelError family
+        raise ProblemError(422, getattr(exc, "kind", "unknown-model"), "Invalid model", str(exc)) from None
+    if not base.variable_rate:
+        raise ProblemError(422, "invalid-options", "Invalid model", "domain adapters need a variable-rate model")
+
+
+def _check_count(n: int) -> None:
+    if not MIN_SAMPLES <= n <= MAX_SAMPLES:
+        raise ProblemError(
+            422, "invalid-samples", "Wrong number of sample images", f"send {MIN_SAMPLES}-{MAX_SAMPLES} images, got {n}"
+        )
+
+
+async def _read_samples(files: list[UploadFile], max_pixels: int) -> list[bytes]:
+    """Every sample's bytes, each checked before anything is stored (422 names the bad one)."""
+    samples = [await f.read() for f in files]
+    for i, data in enumerate(samples):
+        try:
+            await run_in_threadpool(validate_image, data, max_pixels)
+        except ProblemError as exc:
+            exc.detail = f"sample {i + 1} ({files[i].filename or 'unnamed'}): {exc.detail}"
+            raise
+    return samples
 
 
 @router.post("", status_code=202, response_model=JobView, summary="Train a domain adapter from 5-25 sample images")
@@ -28,59 +58,39 @@ async def create_domain(
     response: Response,
     files: Annotated[list[UploadFile], File(description=f"{MIN_SAMPLES}-{MAX_SAMPLES} sample images of the domain")],
     name: Annotated[str, Form(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")],
+    owner: OwnerDep,
+    res: ResourcesDep,
     model: Annotated[str, Form()] = "default",
     steps: Annotated[int, Form(ge=1, le=20000)] = 2000,
     stage2_steps: Annotated[int, Form(ge=0, le=5000)] = 500,
     time_budget_s: Annotated[float | None, Form(gt=0)] = None,
-    owner: str = Depends(current_owner),
-    res: Resources = Depends(resources),
 ) -> JobView:
-    if not MIN_SAMPLES <= len(files) <= MAX_SAMPLES:
-        raise ProblemError(
-            422,
-            "invalid-samples",
-            "Wrong number of sample images",
-            f"send {MIN_SAMPLES}-{MAX_SAMPLES} images, got {len(files)}",
-        )
-    try:
-        base = await run_in_threadpool(registry().get, model)
-    except Exception as exc:  # ModelError family
-        raise ProblemError(422, getattr(exc, "kind", "unknown-model"), "Invalid model", str(exc)) from None
-    if not base.variable_rate:
-        raise ProblemError(422, "invalid-options", "Invalid model", "domain adapters need a variable-rate model")
+    _check_count(len(files))
+    await run_in_threadpool(_check_base_model, model)
+    samples = await _read_samples(files, res.settings.max_pixels)
     job_id = new_job_id()
-    total = 0
-    samples = [await f.read() for f in files]
-    for i, data in enumerate(samples):  # every sample is checked before anything is stored
-        try:
-            await run_in_threadpool(validate_image, data, res.settings.max_pixels)
-        except ProblemError as exc:
-            exc.detail = f"sample {i + 1} ({files[i].filename or 'unnamed'}): {exc.detail}"
-            raise
     for i, data in enumerate(samples):
-        await run_in_threadpool(res.storage.put, f"uploads/{job_id}/{i}", data)
-        total += len(data)
-    options = {
-        "kind": "domain",
-        "model": model,
-        "adaptation": "none",
-        "domain_name": name,
-        "steps": steps,
-        "stage2_steps": stage2_steps,
-        "time_budget_s": time_budget_s,
-        "samples": len(files),
-    }
+        await run_in_threadpool(res.storage.put, sample_key(job_id, i), data)
+    payload = DomainPayload(
+        model=model,
+        domain_name=name,
+        steps=steps,
+        stage2_steps=stage2_steps,
+        time_budget_s=time_budget_s,
+        samples=len(samples),
+    )
     rec = JobRecord(
         id=job_id,
         owner=owner,
         state="queued",
         created_at=now(),
-        options=options,
+        options=payload,
         filename=f"{len(files)} samples",
-        upload_key=f"uploads/{job_id}",
-        upload_bytes=total,
+        upload_key=upload_key(job_id),
+        upload_bytes=sum(len(data) for data in samples),
     )
-    enqueue(res, rec, "worker.tasks.train_domain_job", f"train domain {name}", response)
+    res.jobs.submit(rec, f"train domain {name}")
+    accepted(response, res, job_id)
     log.info(
         "domain training queued", extra={"job_id": job_id, "owner": owner, "domain_name": name, "samples": len(files)}
     )
@@ -92,13 +102,13 @@ def _visible(owner: str, rec_owner: str) -> bool:
 
 
 @router.get("", response_model=DomainList, summary="Your domain adapters, with their measured gains")
-def list_domains(owner: str = Depends(current_owner)) -> DomainList:
+def list_domains(owner: OwnerDep) -> DomainList:
     recs = registry().domains.list()
     return DomainList(domains=[DomainInfo(**r.summary()) for r in recs if _visible(owner, r.owner)])
 
 
 @router.get("/{domain_id}", response_model=DomainInfo, summary="One domain adapter")
-def get_domain(domain_id: str, owner: str = Depends(current_owner)) -> DomainInfo:
+def get_domain(domain_id: str, owner: OwnerDep) -> DomainInfo:
     try:
         rec = registry().domains.get(domain_id)
     except UnknownDomainError:

@@ -8,10 +8,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from codec.zoo import ModelError
 from codec.zoo.registry import SERVICE_ZOO_MODELS
-from service.api.deps import Resources, resources
+from service.api.deps import ResourcesDep
 from service.core.errors import problem_response
+from service.core.model_registry import registry
 from service.core.security import current_owner
-from service.decoding import registry
 from service.metrics_registry import REGISTRY
 from service.models import Health, ModelInfo, Ready
 
@@ -29,7 +29,7 @@ def healthz() -> Health:
     summary="Readiness: Redis and storage reachable",
     responses={503: {"description": "not ready (problem+json)"}},
 )
-def readyz(request: Request, res: Resources = Depends(resources)) -> Response | Ready:
+def readyz(request: Request, res: ResourcesDep) -> Response | Ready:
     try:
         redis_ok = bool(res.redis.ping())
     except Exception:

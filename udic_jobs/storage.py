@@ -1,4 +1,7 @@
-"""Blob storage for uploads and bitstreams, behind a small interface.
+"""Blob storage for uploads and bitstreams, behind a small interface, and the keys jobs use in it.
+
+The API stores a job's upload (or a domain job's sample images) under :func:`upload_key` /
+:func:`sample_key`; the worker reads them and stores the bitstream under :func:`bitstream_key`.
 
 The filesystem backend writes atomically (temp file in the same folder, fsync, rename), so a
 crash never leaves a half-written bitstream under its final name, and readers never see one.
@@ -12,6 +15,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Protocol
+
+from udic_jobs.payloads import DomainPayload, JobPayload
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$")
 
@@ -90,5 +95,29 @@ class FileSystemStorage:
         return n
 
 
-def storage_from_settings(settings: object) -> Storage:
-    return FileSystemStorage(Path(settings.storage_root))  # type: ignore[attr-defined]
+class _StorageSettings(Protocol):
+    storage_root: Path
+
+
+def storage_from_settings(settings: _StorageSettings) -> Storage:
+    return FileSystemStorage(Path(settings.storage_root))
+
+
+def upload_key(job_id: str) -> str:
+    """An encode job's uploaded image; a domain job's samples lie under it (:func:`sample_key`)."""
+    return f"uploads/{job_id}"
+
+
+def sample_key(job_id: str, index: int) -> str:
+    return f"{upload_key(job_id)}/{index}"
+
+
+def bitstream_key(job_id: str) -> str:
+    return f"bitstreams/{job_id}.udic"
+
+
+def input_keys(job_id: str, payload: JobPayload) -> list[str]:
+    """The blobs the API stored for a job: what the worker reads, and deletes once it is done."""
+    if isinstance(payload, DomainPayload):
+        return [sample_key(job_id, i) for i in range(payload.samples)]
+    return [upload_key(job_id)]

@@ -1,0 +1,13 @@
+"""All routes of the API in one router (the FastAPI template's ``api/main.py``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.routes import bitstreams, domains, jobs, system
+
+api_router = APIRouter()
+api_router.include_router(system.router)
+api_router.include_router(jobs.router)
+api_router.include_router(bitstreams.router)
+api_router.include_router(domains.router)

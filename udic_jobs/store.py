@@ -1,0 +1,126 @@
+"""Job records in Redis: the only module that knows the key layout.
+
+Keys (``prefix`` is ``UDIC_KEY_PREFIX``, "udic" by default), all expiring after the retention:
+
+- ``{prefix}:job:{id}`` -- the record (a hash, :class:`~udic_jobs.records.JobRecord`)
+- ``{prefix}:job:{id}:cancel`` -- set when the user asked to cancel a running job
+- ``{prefix}:jobs:{owner}`` -- the owner's job ids, scored by creation time (a sorted set)
+- ``{prefix}:idem:{owner}:{key}`` -- an Idempotency-Key claim: the job id and a request fingerprint
+- ``{prefix}:stats:jobs`` (hash, count per event) and ``{prefix}:stats:encode_seconds`` (list of the
+  last 1000 encode durations): the figures ``/metrics`` reports
+
+The API and the worker both go through this class, so a change of layout is made here once. The
+``mark_*`` methods are the state transitions; each counts its event in the stats.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from redis import Redis
+
+from udic_jobs.records import JobRecord, encode_field, now
+
+ENCODE_SECONDS_KEPT = 1000
+
+
+class JobStore:
+    def __init__(self, redis: Redis, prefix: str, retention_s: int):
+        self.r, self.prefix, self.retention_s = redis, prefix, retention_s
+
+    def key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def cancel_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:cancel"
+
+    def owner_key(self, owner: str) -> str:
+        return f"{self.prefix}:jobs:{owner}"
+
+    def stats_key(self, name: str) -> str:
+        return f"{self.prefix}:stats:{name}"
+
+    # --- records ------------------------------------------------------------------------
+    def create(self, rec: JobRecord) -> None:
+        with self.r.pipeline() as p:
+            p.hset(self.key(rec.id), mapping=rec.to_redis())
+            p.expire(self.key(rec.id), self.retention_s)
+            p.zadd(self.owner_key(rec.owner), {rec.id: rec.created_at})
+            p.expire(self.owner_key(rec.owner), self.retention_s)
+            p.execute()
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = cast("dict[bytes, bytes]", self.r.hgetall(self.key(job_id)))  # a sync client: never awaitable
+        return JobRecord.from_redis(raw) if raw else None
+
+    def recent(self, owner: str, limit: int) -> list[JobRecord]:
+        """The owner's records, newest first (those already expired are left out)."""
+        ids = cast("list[bytes]", self.r.zrevrange(self.owner_key(owner), 0, limit - 1))
+        recs = (self.get(raw.decode()) for raw in ids)
+        return [rec for rec in recs if rec is not None]
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        mapping = {k: encode_field(k, v) for k, v in fields.items()}
+        if not self.r.exists(self.key(job_id)):
+            return  # expired or deleted: never resurrect a partial record
+        self.r.hset(self.key(job_id), mapping=mapping)
+
+    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        self.update(job_id, progress=progress)
+
+    # --- state transitions --------------------------------------------------------------
+    def mark_running(self, rec: JobRecord) -> float:
+        """A worker took the job (again, after a retry); returns the start time."""
+        started = now()
+        self.update(rec.id, state="running", started_at=started, attempts=rec.attempts + 1, error={})
+        return started
+
+    def mark_finished(self, job_id: str, **fields: Any) -> None:
+        self.update(job_id, state="finished", finished_at=now(), **fields)
+        self.count_state("finished")
+
+    def mark_failed(self, job_id: str, kind: str, detail: str) -> None:
+        self.update(job_id, state="failed", finished_at=now(), error={"type": kind, "detail": detail})
+        self.count_state("failed")
+
+    def mark_cancelled(self, job_id: str) -> None:
+        self.update(job_id, state="cancelled", finished_at=now(), error={})
+        self.count_state("cancelled")
+
+    def mark_retrying(self, job_id: str, kind: str, detail: str) -> None:
+        """Back to the queue after a lost worker; the reason stays visible while it waits."""
+        self.update(job_id, state="queued", error={"type": kind, "detail": detail})
+
+    # --- cancellation -------------------------------------------------------------------
+    def request_cancel(self, job_id: str) -> None:
+        self.r.set(self.cancel_key(job_id), b"1", ex=self.retention_s)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.r.exists(self.cancel_key(job_id)))
+
+    # --- statistics ---------------------------------------------------------------------
+    def count_state(self, state: str, delta: int = 1) -> None:
+        self.r.hincrby(self.stats_key("jobs"), state, delta)
+
+    def record_encode_seconds(self, seconds: float) -> None:
+        with self.r.pipeline() as p:
+            p.rpush(self.stats_key("encode_seconds"), seconds)
+            p.ltrim(self.stats_key("encode_seconds"), -ENCODE_SECONDS_KEPT, -1)
+            p.execute()
+
+    # --- idempotency --------------------------------------------------------------------
+    def idempotent_job(self, owner: str, key: str, fingerprint: str, job_id: str) -> tuple[str, bool]:
+        """Claim ``key`` for ``job_id``; returns (job id, created). Raises ValueError when the key
+        was used before for a different request."""
+        rkey = f"{self.prefix}:idem:{owner}:{key}"
+        value = json.dumps({"job": job_id, "fp": fingerprint})
+        if self.r.set(rkey, value, nx=True, ex=self.retention_s):
+            return job_id, True
+        raw = cast("bytes | None", self.r.get(rkey))
+        if raw is None:  # expired between the two calls: claim again
+            return self.idempotent_job(owner, key, fingerprint, job_id)
+        prior = json.loads(raw)
+        if prior["fp"] != fingerprint:
+            raise ValueError("Idempotency-Key was already used for a different request")
+        return str(prior["job"]), False
