@@ -1,10 +1,15 @@
-"""Differentiable rate terms (bits) of the hyperprior's entropy models, for optimisation."""
+"""Rate terms (bits) of the hyperprior's entropy models, for optimisation, and the latents as they
+would really be coded (hard rounding), which the per-image refinement and the domain trainer share."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor
+
+from codec.models.gained import EntropyParams, GainedMeanScaleHyperprior
 
 
 def z_bits(eb: EntropyBottleneck, z: Tensor) -> Tensor:
@@ -29,3 +34,30 @@ def gaussian_nll_bits(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
     var = var.clamp_min(1e-6)
     nats = 0.5 * (torch.log(2 * torch.pi * var) + (x - mean) ** 2 / var)
     return nats.sum() / torch.log(torch.tensor(2.0))
+
+
+@dataclass(frozen=True)
+class HardLatents:
+    """Latents rounded the way the entropy coder rounds them, with the entropy parameters they imply."""
+
+    y_hat: Tensor  # gained: rounded around the means, still to be multiplied by ``params.inv_gain``
+    z_hat: Tensor
+    params: EntropyParams
+
+
+@torch.no_grad()
+def hard_round(net: GainedMeanScaleHyperprior, yg: Tensor, z: Tensor, q: Tensor) -> HardLatents:
+    """What the decoder will see for gained ``yg`` and ``z`` at levels ``q``: z rounded around the
+    medians, y around the means the rounded z predicts (``compress_gained`` codes exactly these)."""
+    med = net.z_medians()
+    z_hat = torch.round(z - med) + med
+    p = net.entropy_params(z_hat, q)
+    y_hat = torch.round(yg - p.means) + p.means
+    return HardLatents(y_hat, z_hat, p)
+
+
+@torch.no_grad()
+def hard_bits(net: GainedMeanScaleHyperprior, hard: HardLatents) -> Tensor:
+    """Estimated bits of hard-rounded latents (the likelihoods; the real file adds only framing)."""
+    p = hard.params
+    return y_bits(net.gaussian_conditional, hard.y_hat, p.scales, p.means) + z_bits(net.entropy_bottleneck, hard.z_hat)

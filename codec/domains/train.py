@@ -20,12 +20,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from codec.adaptation.loop import Schedule, optimise
+from codec.adaptation.rate import hard_round
 from codec.datasets import most_detailed_window
 from codec.domains.modules import ConvAdapter, adapter_parameters, adapter_state, attach
 from codec.imageio import CodecImage
 from codec.losses import rd_loss
 from codec.models.gained import GainedMeanScaleHyperprior, ste_round
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
+from codec.training.data import random_batch
 
 VAL_CROP = 384  # validation images are cut to this (most detailed window): bounded cost per check
 
@@ -42,23 +45,13 @@ class DomainTraining:
     seconds: float
 
 
-def _tensor(img: CodecImage, crop: int) -> torch.Tensor:
-    x = torch.from_numpy(img.rgb.copy()).permute(2, 0, 1).float() / 255.0
-    _, h, w = x.shape
-    if h < crop or w < crop:  # small images: replicate-pad up to one crop
-        x = torch.nn.functional.pad(x[None], (0, max(0, crop - w), 0, max(0, crop - h)), mode="replicate")[0]
-    return x
-
-
-def _batch(images: list[torch.Tensor], batch: int, crop: int, gen: random.Random) -> torch.Tensor:
-    out = []
-    for _ in range(batch):
-        x = images[gen.randrange(len(images))]
-        _, h, w = x.shape
-        y0, x0 = gen.randrange(h - crop + 1), gen.randrange(w - crop + 1)
-        patch = x[:, y0 : y0 + crop, x0 : x0 + crop]
-        out.append(patch.flip(-1) if gen.random() < 0.5 else patch)
-    return torch.stack(out)
+def _crop_source(img: CodecImage, crop: int) -> torch.Tensor:
+    """A training image as ``random_batch`` takes it (uint8 CHW); smaller ones edge-padded to one crop."""
+    rgb = img.rgb
+    h, w = rgb.shape[:2]
+    if h < crop or w < crop:  # the same values as replicate padding of the float image
+        rgb = np.pad(rgb, ((0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)), mode="edge")
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 
 @torch.no_grad()
@@ -73,6 +66,122 @@ def rd_cost(net: GainedMeanScaleHyperprior, x: torch.Tensor, level: float) -> fl
     bits = sum((-torch.log2(lik)).sum() for lik in out["likelihoods"].values())
     mse = (out["x_hat"][0, :, :h, :w].clamp(0, 1) - x).pow(2).mean()
     return float(bits / (h * w) + net.lmbda(q)[0] * 255.0**2 * mse)
+
+
+class _Selection:
+    """Validation-based model selection (seed 004): the adapter state with the best mean RD-cost
+    saving on the validation images, starting from the identity, so the result is never worse than
+    the base model on them."""
+
+    def __init__(self, net: GainedMeanScaleHyperprior, base: GainedMeanScaleHyperprior, val: list[torch.Tensor]):
+        self.net, self.val = net, val
+        self.names = [n for n, p in net.named_parameters() if p.requires_grad]
+        base.eval()
+        self.levels = (0.0, (base.levels - 1) / 2, float(base.levels - 1))
+        self.before = [[rd_cost(base, x, lv) for lv in self.levels] for x in val]
+        self.best_gain, self.best_state = 0.0, self.snapshot()  # the identity adapters
+
+    def gain(self) -> float:
+        """Mean RD-cost saving (%) of the current state on the validation images, all three levels."""
+        gains = [
+            100.0 * (1.0 - rd_cost(self.net, x, lv) / b)
+            for x, row in zip(self.val, self.before, strict=True)
+            for lv, b in zip(self.levels, row, strict=True)
+        ]
+        self.net.train()
+        return float(np.mean(gains))
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        params = dict(self.net.named_parameters())
+        return {n: params[n].detach().clone() for n in self.names}
+
+    def consider(self) -> None:
+        """Keep the current state if it beats the best so far."""
+        g = self.gain()
+        if g > self.best_gain:
+            self.best_gain, self.best_state = g, self.snapshot()
+
+    def restore(self) -> None:
+        _restore(self.net, self.best_state)
+
+
+@dataclass
+class _Run:
+    """What both stages share: the training crops and their RNG, the clock, the progress outputs."""
+
+    net: GainedMeanScaleHyperprior
+    train: list[torch.Tensor]  # uint8 CHW, each at least one crop
+    levels: int
+    batch: int
+    crop: int
+    gen: random.Random
+    t0: float
+    total: int
+    bar: tqdm
+    progress: ProgressCallback
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of crops and a random rate level for each."""
+        x = random_batch(self.train, self.batch, self.crop, self.gen)
+        return x, torch.tensor([float(self.gen.randrange(self.levels)) for _ in range(self.batch)])
+
+    def report(self, stage: str, done: int, bpp: float | None, psnr: float) -> None:
+        self.bar.update()
+        self.progress(ProgressEvent(stage, done, self.total, time.monotonic() - self.t0, bpp, psnr))
+
+
+def _stage1(run: _Run, sel: _Selection, steps: int, lr: float, validations: int, deadline: float | None) -> int:
+    """Every adapter, for the RD loss (noisy rate, straight-through decoder); returns the steps done."""
+    val_every = max(1, steps // validations) if validations > 0 else 0
+    opt = torch.optim.Adam(adapter_parameters(run.net), lr=lr)
+    last: dict[str, torch.Tensor] = {}
+
+    def step(_: int) -> torch.Tensor:
+        x, q = run.sample()
+        last.update(rd_loss(run.net, x, q))
+        return last["loss"]
+
+    def on_step(done: int, _loss: float) -> None:
+        if val_every and done % val_every == 0:
+            sel.consider()
+        psnr = float(10 * torch.log10(1 / last["mse"].mean().clamp_min(1e-10)))
+        run.report("domain-stage1", done, float(last["bpp"].mean()), psnr)
+
+    done = optimise(step, opt, Schedule(steps, lr_drop_at=0.8, deadline=deadline), on_step).iterations
+    if not val_every or done % val_every:
+        sel.consider()
+    return done
+
+
+def _stage2(run: _Run, sel: _Selection, steps: int, lr: float, deadline: float | None, offset: int) -> int:
+    """From the best stage-1 state: the last synthesis stack's adapter, for distortion with hard
+    rounding (what the decoder really gets); returns the steps done."""
+    net = run.net
+    sel.restore()
+    last = [m for m in net.g_s if isinstance(m, ConvAdapter)][-1]
+    for p in adapter_parameters(net):
+        p.requires_grad_(False)
+    last.requires_grad_(True)
+    opt = torch.optim.Adam(last.parameters(), lr=lr)
+    mse: dict[str, torch.Tensor] = {}
+
+    def step(_: int) -> torch.Tensor:
+        x, q = run.sample()
+        with torch.no_grad():
+            y = net.g_a(x)
+            hard = hard_round(net, y * net.gains(q)[0], net.h_a(y), q)
+        x_hat = net.synthesize(ste_round(hard.y_hat), hard.params.inv_gain)
+        mse["last"] = (x_hat.clamp(0, 1) - x).pow(2).mean()
+        return mse["last"]
+
+    def on_step(done: int, _loss: float) -> None:
+        psnr = float(10 * torch.log10(1 / mse["last"].detach().clamp_min(1e-10)))
+        run.report("domain-stage2", offset + done, None, psnr)
+
+    done = optimise(step, opt, Schedule(steps, lr_drop_at=None, deadline=deadline), on_step).iterations
+    if done:
+        sel.consider()  # stage 2 is kept only if it helps on the validation images
+    return done
 
 
 def train_domain(
@@ -92,6 +201,10 @@ def train_domain(
     progress: ProgressCallback = no_progress,
     show: bool = False,
 ) -> DomainTraining:
+    """Train domain adapters for ``base`` on ``images`` (see the module notes); the base stays unchanged.
+
+    Stage 1 may use 80% of ``time_budget_s``; stage 2 stops at the whole budget.
+    """
     if len(images) < 2:
         raise ValueError("a domain adapter needs at least 2 sample images (5-25 recommended)")
     gen = random.Random(seed)
@@ -100,118 +213,25 @@ def train_domain(
     gen.shuffle(order)
     n_val = max(1, len(images) // 5)
     val = [_val_tensor(images[i]) for i in order[:n_val]]
-    train = [_tensor(images[i], crop) for i in order[n_val:]]
+    train = [_crop_source(images[i], crop) for i in order[n_val:]]
     net = attach(base, rank).train()
-    names = [n for n, p in net.named_parameters() if p.requires_grad]
-    base.eval()
-    levels = (0.0, (base.levels - 1) / 2, float(base.levels - 1))
-    before = [[rd_cost(base, x, lv) for lv in levels] for x in val]
-
-    def validation_gain() -> float:
-        """Mean RD-cost saving on the validation images (a model-selection criterion, as in 004)."""
-        gains = [
-            100.0 * (1.0 - rd_cost(net, x, lv) / b)
-            for x, row in zip(val, before, strict=True)
-            for lv, b in zip(levels, row, strict=True)
-        ]
-        net.train()
-        return float(np.mean(gains))
-
-    def snapshot() -> dict[str, torch.Tensor]:
-        params = dict(net.named_parameters())
-        return {n: params[n].detach().clone() for n in names}
-
-    best_gain, best_state = 0.0, snapshot()  # the identity adapters: never worse than the base model
-
-    def consider() -> None:
-        nonlocal best_gain, best_state
-        g = validation_gain()
-        if g > best_gain:
-            best_gain, best_state = g, snapshot()
-
-    val_every = max(1, steps // validations) if validations > 0 else 0
+    sel = _Selection(net, base, val)
     t0 = time.monotonic()
-    deadline = None if time_budget_s is None else t0 + time_budget_s
-    opt = torch.optim.Adam(adapter_parameters(net), lr=lr)
     total = steps + stage2_steps
     bar = tqdm(total=total, desc="domain adapter", disable=not show, leave=False)
-    done1 = 0
-    for it in range(steps):
-        if deadline is not None and time.monotonic() > t0 + 0.8 * time_budget_s:  # type: ignore[operator]
-            break
-        for g in opt.param_groups:
-            g["lr"] = lr * (0.1 if it >= 0.8 * steps else 1.0)
-        x = _batch(train, batch, crop, gen)
-        q = torch.tensor([float(gen.randrange(base.levels)) for _ in range(batch)])
-        out = rd_loss(net, x, q)
-        opt.zero_grad(set_to_none=True)
-        if torch.isfinite(out["loss"]):  # one non-finite estimate must not turn the adapters into NaN
-            out["loss"].backward()
-            opt.step()
-        done1 = it + 1
-        if val_every and done1 % val_every == 0:
-            consider()
-        bar.update()
-        progress(
-            ProgressEvent(
-                "domain-stage1",
-                done1,
-                total,
-                time.monotonic() - t0,
-                float(out["bpp"].mean()),
-                float(10 * torch.log10(1 / out["mse"].mean().clamp_min(1e-10))),
-            )
-        )
-    if not val_every or done1 % val_every:
-        consider()
-    # stage 2 (from the best stage-1 state): the last synthesis stack's adapter, distortion only, hard rounding
-    _restore(net, best_state)
-    last = [m for m in net.g_s if isinstance(m, ConvAdapter)][-1]
-    for p in adapter_parameters(net):
-        p.requires_grad_(False)
-    last.requires_grad_(True)
-    opt2 = torch.optim.Adam(last.parameters(), lr=stage2_lr)
-    done2 = 0
-    for _ in range(stage2_steps):
-        if deadline is not None and time.monotonic() > deadline:
-            break
-        x = _batch(train, batch, crop, gen)
-        q = torch.tensor([float(gen.randrange(base.levels)) for _ in range(batch)])
-        with torch.no_grad():
-            y = net.g_a(x)
-            z = net.h_a(y)
-            med = net.z_medians()
-            z_hat = torch.round(z - med) + med
-            p = net.entropy_params(z_hat, q)
-            y_hat = torch.round(y * p.gain - p.means) + p.means
-        x_hat = net.synthesize(ste_round(y_hat), p.inv_gain)
-        mse = (x_hat.clamp(0, 1) - x).pow(2).mean()
-        opt2.zero_grad(set_to_none=True)
-        mse.backward()
-        opt2.step()
-        done2 += 1
-        bar.update()
-        progress(
-            ProgressEvent(
-                "domain-stage2",
-                done1 + done2,
-                total,
-                time.monotonic() - t0,
-                None,
-                float(10 * torch.log10(1 / mse.detach().clamp_min(1e-10))),
-            )
-        )
+    run = _Run(net, train, base.levels, batch, crop, gen, t0, total, bar, progress)
+    budget = time_budget_s
+    done1 = _stage1(run, sel, steps, lr, validations, None if budget is None else t0 + 0.8 * budget)
+    done2 = _stage2(run, sel, stage2_steps, stage2_lr, None if budget is None else t0 + budget, done1)
     bar.close()
-    if done2:
-        consider()  # stage 2 is kept only if it helps on the validation images
-    _restore(net, best_state)
+    sel.restore()
     net.eval()
     base.eval()
     decoder, encoder = adapter_state(net)
     if not all(torch.isfinite(t).all() for t in (*decoder.values(), *encoder.values())):
         raise FloatingPointError("domain adapter training diverged (non-finite weights); nothing was stored")
     return DomainTraining(
-        decoder, encoder, rank, best_gain, len(train), len(val), (done1, done2), time.monotonic() - t0
+        decoder, encoder, rank, sel.best_gain, len(train), len(val), (done1, done2), time.monotonic() - t0
     )
 
 

@@ -1,0 +1,194 @@
+"""The trainers of the content-adaptive encode, on the shared loop of :mod:`codec.adaptation.loop`.
+
+Stage 1 refines the latents (``blr``, ``sga`` or ``dr``); stage 2 trains decoder adapters or OMP
+channel multipliers with the latents fixed. They live apart from :class:`AdaptiveEncoder`, which
+keeps the image, the model and the final coding, so that each trainer reads as its step alone.
+Every function takes the encoder for its state (image, level, lambda, clock, curve, progress).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from codec.adaptation.adapters import AdapterSpec, apply_adapter, as_stored, logistic_bits, split_params
+from codec.adaptation.loop import Schedule, deadline_after, optimise
+from codec.adaptation.rate import gaussian_nll_bits, hard_bits, hard_round, y_bits, z_bits
+from codec.adaptation.sga import sga_round, sga_temperature
+from codec.adaptation.synthesis import channels_after, default_adapter_positions, run_layers
+from codec.models.gained import ste_round
+
+if TYPE_CHECKING:  # the encoder calls these functions: a run-time import would be a cycle
+    from codec.adaptation.encoder import AdaptiveEncoder
+
+
+def _schedule(enc: AdaptiveEncoder, iterations: int, budget_s: float | None) -> Schedule:
+    """A stage's schedule, starting now: ``budget_s`` seconds, the config's lr drop and early stop.
+
+    One step always runs, so a stage that starts after the budget is spent still returns a state
+    it has trained (the final choice among real files keeps the plain encode if that is better).
+    """
+    cfg = enc.cfg
+    return Schedule(
+        iterations,
+        lr_drop_at=cfg.lr_drop_at,
+        deadline=deadline_after(budget_s),
+        min_iterations=1,
+        early_stop_patience=cfg.early_stop_patience,
+        early_stop_tol=cfg.early_stop_tol,
+    )
+
+
+def _dropout_hyper_encoder(h_a: nn.Sequential, p: float) -> nn.Sequential:
+    """h_a with dropout after each activation (MC-dropout posterior of seed 002)."""
+    layers: list[nn.Module] = []
+    for layer in h_a:
+        layers.append(layer)
+        if isinstance(layer, nn.LeakyReLU | nn.ReLU):
+            layers.append(nn.Dropout(p))
+    return nn.Sequential(*layers)
+
+
+@torch.no_grad()
+def hard_loss(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> float:
+    """Estimated RD cost of the latents as they would really be coded (the refinement keeps the best)."""
+    hard = hard_round(enc.net, yg, z, enc.q)
+    mse = enc.mse(enc.net.synthesize(hard.y_hat, hard.params.inv_gain))
+    return float(hard_bits(enc.net, hard) / enc.pixels + enc.lmbda * 255.0**2 * mse)
+
+
+def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
+    """Refined (gained y, z); returns the best iterate by its hard-rounded RD loss.
+
+    The relaxed loss only estimates the real one, so the hard-rounded loss is checked ten times
+    over the stage and at its end, and the best of those iterates (or the start) is returned.
+    """
+    cfg, net = enc.cfg, enc.net
+    total = cfg.latent_iters
+    gain, _ = net.gains(enc.q)
+    yg = (y0 * gain).detach().clone().requires_grad_(True)
+    z = z0.detach().clone().requires_grad_(cfg.latent != "blr")
+    opt = torch.optim.Adam([yg] + ([z] if cfg.latent != "blr" else []), lr=cfg.latent_lr)
+    med = net.z_medians()
+    drop_h_a = _dropout_hyper_encoder(net.h_a, cfg.dr_dropout).train() if cfg.latent == "dr" else None
+    budget = enc.clock.share_left(cfg.latent_iters / max(1, cfg.latent_iters + cfg.decoder_iters))
+    best = (hard_loss(enc, yg, z), yg.detach().clone(), z.detach().clone())
+    enc.curve.append(("latent-hard", 0, enc.clock.elapsed(), best[0]))
+    fixed = None
+    if cfg.latent == "blr":  # z, and so the entropy parameters, do not change
+        with torch.no_grad():
+            z_fixed = torch.round(z - med) + med
+            fixed = (z_fixed, net.entropy_params(z_fixed, enc.q))
+    check_every = max(1, total // 10)
+    last: dict[str, Tensor] = {}
+
+    def step(it: int) -> Tensor:
+        tau = sga_temperature(it, total)
+        if fixed is not None:
+            z_t, p = fixed
+        else:
+            z_t = sga_round(z - med, tau) + med
+            p = net.entropy_params(z_t, enc.q)
+        y_t = sga_round(yg - p.means, tau) + p.means
+        bits = y_bits(net.gaussian_conditional, y_t, p.scales, p.means) + z_bits(net.entropy_bottleneck, z_t)
+        with enc.autocast():
+            x_hat = net.synthesize(y_t, p.inv_gain)
+        mse = enc.mse(x_hat)
+        loss = bits / enc.pixels + enc.lmbda * 255.0**2 * mse
+        if drop_h_a is not None:
+            samples = drop_h_a((yg / gain).expand(cfg.dr_samples, -1, -1, -1))
+            post_mean, post_var = samples.mean(0, keepdim=True), samples.var(0, keepdim=True)
+            loss = loss + cfg.dr_beta * gaussian_nll_bits(z_t, post_mean, post_var) / enc.pixels
+        last["bits"], last["mse"] = bits, mse
+        return loss
+
+    def check_hard(done: int) -> None:
+        nonlocal best
+        hard = hard_loss(enc, yg, z)
+        enc.curve.append(("latent-hard", done, enc.clock.elapsed(), hard))
+        if hard < best[0]:
+            best = (hard, yg.detach().clone(), z.detach().clone())
+
+    def on_step(done: int, loss: float) -> None:
+        enc.curve.append(("latent-refinement", done, enc.clock.elapsed(), loss))
+        enc.report("latent-refinement", done, total, float(last["bits"].detach()), float(last["mse"].detach()))
+        if done % check_every == 0:
+            check_hard(done)
+
+    ran = optimise(step, opt, _schedule(enc, total, budget), on_step).iterations
+    if ran % check_every:  # the last iterate (stopped by the count, the budget or early stop)
+        check_hard(ran)
+    return best[1], best[2]
+
+
+def train_adapters(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[list[AdapterSpec], list[int]] | None:
+    """Adapter weights (integers, in units of ``delta``) for fixed latents; None if all came out zero.
+
+    The synthesis up to the first adapter does not depend on the weights: it runs once, not per step.
+    """
+    cfg, g_s = enc.cfg, enc.net.g_s
+    delta = as_stored(cfg.delta)  # exactly what the decoder will multiply by
+    prior_scale = as_stored(cfg.prior_scale)
+    positions = cfg.adapter_positions or default_adapter_positions(g_s)
+    specs = [AdapterSpec(p, channels_after(g_s, p), cfg.adapter_rank) for p in sorted(positions)]
+    hard = hard_round(enc.net, yg, z, enc.q)
+    latent_bits = float(hard_bits(enc.net, hard))  # fixed in this stage: reported with the adapter bits
+    first = specs[0].position
+    with torch.no_grad():
+        feat = run_layers(g_s, hard.y_hat * hard.params.inv_gain, 0, first + 1)
+    n = sum(s.size for s in specs)
+    w = (torch.randn(n, device=enc.device) * cfg.adapter_init_std).requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=cfg.decoder_lr)
+    total = cfg.decoder_iters
+    last: dict[str, Tensor] = {}
+
+    def step(_: int) -> Tensor:
+        w_dec = ste_round(w / delta) * delta
+        w_rate = w + (torch.rand_like(w) - 0.5) * delta
+        bits = logistic_bits(w_rate, delta, prior_scale)
+        hooks = {
+            s.position: (lambda f, ab=ab: apply_adapter(f, *ab))
+            for s, ab in zip(specs, split_params(w_dec, specs), strict=True)
+        }
+        with enc.autocast():
+            x_hat = run_layers(g_s, hooks[first](feat), first + 1, None, hooks)
+        mse = enc.mse(x_hat)
+        last["bits"], last["mse"] = bits, mse
+        return bits / enc.pixels + enc.lmbda * 255.0**2 * mse
+
+    def on_step(done: int, loss: float) -> None:
+        enc.curve.append(("adapters", done, enc.clock.elapsed(), loss))
+        enc.report("adapters", done, total, latent_bits + float(last["bits"].detach()), float(last["mse"].detach()))
+
+    optimise(step, opt, _schedule(enc, total, enc.clock.share_left(1.0)), on_step)
+    ints = torch.round(w.detach() / delta).to(torch.int64).cpu().tolist()
+    if not any(ints):
+        return None  # all-zero adapters change nothing: do not spend bytes on them
+    return specs, ints
+
+
+def train_omp(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[int, Tensor]:
+    """(position, per-channel multipliers) after the first adapter position, for distortion only.
+
+    As in the OMP baseline the multipliers cost no modelled bits; like the other stages they stop
+    at the time budget and on a flat loss.
+    """
+    cfg, g_s = enc.cfg, enc.net.g_s
+    position = (cfg.adapter_positions or default_adapter_positions(g_s))[0]
+    hard = hard_round(enc.net, yg, z, enc.q)
+    with torch.no_grad():
+        feat = run_layers(g_s, hard.y_hat * hard.params.inv_gain, 0, position + 1)
+    scale = torch.ones(1, feat.shape[1], 1, 1, device=enc.device, requires_grad=True)
+    opt = torch.optim.Adam([scale], lr=cfg.decoder_lr)
+    total = cfg.decoder_iters
+
+    def step(_: int) -> Tensor:
+        return enc.mse(run_layers(g_s, feat * scale, position + 1))
+
+    def on_step(done: int, mse: float) -> None:
+        enc.report("omp", done, total, 0.0, mse)
+
+    optimise(step, opt, _schedule(enc, total, enc.clock.share_left(1.0)), on_step)
+    return position, scale.detach().flatten().cpu()
