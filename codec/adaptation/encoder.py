@@ -24,26 +24,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from codec.adaptation.adapters import (
-    AdapterSpec,
-    apply_adapter,
-    as_stored,
-    dequantised_omp,
-    logistic_bits,
-    pack_adapters,
-    pack_omp,
-    split_params,
-)
-from codec.adaptation.rate import gaussian_nll_bits, y_bits, z_bits
-from codec.adaptation.sga import sga_round, sga_temperature
-from codec.adaptation.synthesis import channels_after, default_adapter_positions, run_layers
+from codec.adaptation import stages
+from codec.adaptation.adapters import AdapterSpec, dequantised_omp, pack_adapters, pack_omp
 from codec.bitstream import Field, Section
 from codec.coder import EncodeResult, _finish, encode_report, pad_image, to_tensor
 from codec.determinism import best_device, canonical_compute
 from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage, load_image
-from codec.models.gained import EntropyParams, GainedMeanScaleHyperprior, ste_round
+from codec.models.gained import GainedMeanScaleHyperprior
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
 from codec.zoo.registry import BaseModel, InvalidQualityError, Registry, default_registry, symbols_hash
 
@@ -129,30 +118,6 @@ class _Clock:
         return max(0.0, (self.budget - self.elapsed()) * fraction_of_rest)
 
 
-class _EarlyStop:
-    def __init__(self, patience: int, tol: float):
-        self.patience, self.tol, self.best, self.since = patience, tol, float("inf"), 0
-
-    def update(self, loss: float) -> bool:
-        if self.patience <= 0:
-            return False
-        if loss < self.best * (1 - self.tol):
-            self.best, self.since = loss, 0
-        else:
-            self.since += 1
-        return self.since >= self.patience
-
-
-def _dropout_hyper_encoder(h_a: nn.Sequential, p: float) -> nn.Sequential:
-    """h_a with dropout after each activation (MC-dropout posterior of seed 002)."""
-    layers: list[nn.Module] = []
-    for layer in h_a:
-        layers.append(layer)
-        if isinstance(layer, nn.LeakyReLU | nn.ReLU):
-            layers.append(nn.Dropout(p))
-    return nn.Sequential(*layers)
-
-
 # ---------------------------------------------------------------------------- encoder
 class AdaptiveEncoder:
     """One image, one base model, one config. Call :meth:`run`."""
@@ -186,172 +151,31 @@ class AdaptiveEncoder:
         self.amp = bool(cfg.amp and device.type == "cuda" and torch.cuda.is_bf16_supported())
         torch.manual_seed(cfg.seed)
 
-    # --- shared pieces --------------------------------------------------------------
-    def _mse(self, x_hat: Tensor) -> Tensor:
+    # --- shared pieces (the trainers of codec.adaptation.stages use them) -------------
+    def mse(self, x_hat: Tensor) -> Tensor:
         """MSE over the real pixels (not the padding) of the output as decoded: clamped to [0, 1]."""
         return F.mse_loss(x_hat[..., : self.h, : self.w].float().clamp(0, 1), self.x[..., : self.h, : self.w])
 
-    def _autocast(self) -> torch.autocast:
+    def autocast(self) -> torch.autocast:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-    def _event(self, stage: str, it: int, total: int, bits: float, mse: float) -> None:
+    def report(self, stage: str, it: int, total: int, bits: float, mse: float) -> None:
+        """A progress event (the callback may raise to cancel: it propagates out of the stage)."""
         psnr = 10 * np.log10(1.0 / max(mse, 1e-12))
         self.progress(ProgressEvent(stage, it, total, self.clock.elapsed(), bits / self.pixels, float(psnr)))
 
-    def _lr(self, base_lr: float, it: int, total: int) -> float:
-        return base_lr * (0.1 if it >= self.cfg.lr_drop_at * total else 1.0)
-
-    # --- stage 1 ----------------------------------------------------------------------
+    # --- the trainers (codec.adaptation.stages) ----------------------------------------
     def refine_latents(self, y0: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
-        """Refined (gained y, z); returns the best iterate by its hard-rounded RD loss."""
-        cfg, net = self.cfg, self.net
-        total = cfg.latent_iters
-        gain, _ = net.gains(self.q)
-        yg = (y0 * gain).detach().clone().requires_grad_(True)
-        z = z0.detach().clone().requires_grad_(cfg.latent != "blr")
-        params = [yg] + ([z] if cfg.latent != "blr" else [])
-        opt = torch.optim.Adam(params, lr=cfg.latent_lr)
-        med = net.z_medians()
-        drop_h_a = _dropout_hyper_encoder(net.h_a, cfg.dr_dropout).train() if cfg.latent == "dr" else None
-        budget = self.clock.share_left(cfg.latent_iters / max(1, cfg.latent_iters + cfg.decoder_iters))
-        stop = _EarlyStop(cfg.early_stop_patience, cfg.early_stop_tol)
-        best = (self._hard_loss(yg, z), yg.detach().clone(), z.detach().clone())
-        self.curve.append(("latent-hard", 0, self.clock.elapsed(), best[0]))
-        fixed = None
-        if cfg.latent == "blr":
-            with torch.no_grad():
-                z_fixed = torch.round(z - med) + med
-                fixed = (z_fixed, net.entropy_params(z_fixed, self.q))
-        t_start = time.monotonic()
-        check_every = max(1, total // 10)
-        for it in range(total):
-            for g in opt.param_groups:
-                g["lr"] = self._lr(cfg.latent_lr, it, total)
-            tau = sga_temperature(it, total)
-            if fixed is not None:  # blr: z, and so the entropy parameters, do not change
-                z_t, p = fixed
-            else:
-                z_t = sga_round(z - med, tau) + med
-                p = net.entropy_params(z_t, self.q)
-            y_t = sga_round(yg - p.means, tau) + p.means
-            bits = y_bits(net.gaussian_conditional, y_t, p.scales, p.means) + z_bits(net.entropy_bottleneck, z_t)
-            with self._autocast():
-                x_hat = net.synthesize(y_t, p.inv_gain)
-            mse = self._mse(x_hat)
-            loss = bits / self.pixels + self.lmbda * 255.0**2 * mse
-            if drop_h_a is not None:
-                y_in = (yg / gain).expand(cfg.dr_samples, -1, -1, -1)
-                samples = drop_h_a(y_in)
-                post_mean, post_var = samples.mean(0, keepdim=True), samples.var(0, keepdim=True)
-                loss = loss + cfg.dr_beta * gaussian_nll_bits(z_t, post_mean, post_var) / self.pixels
-            opt.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):  # a non-finite estimate must not turn the latents into NaN
-                loss.backward()
-                opt.step()
-            loss_v = float(loss.detach())
-            self.curve.append(("latent-refinement", it + 1, self.clock.elapsed(), loss_v))
-            self._event("latent-refinement", it + 1, total, float(bits.detach()), float(mse.detach()))
-            last = it + 1 == total
-            timed_out = budget is not None and time.monotonic() - t_start >= budget
-            flat = stop.update(loss_v)
-            if (it + 1) % check_every == 0 or last or timed_out or flat:
-                hard = self._hard_loss(yg, z)
-                self.curve.append(("latent-hard", it + 1, self.clock.elapsed(), hard))
-                if hard < best[0]:
-                    best = (hard, yg.detach().clone(), z.detach().clone())
-            if timed_out or flat:
-                break
-        return best[1], best[2]
-
-    @torch.no_grad()
-    def _hard(self, yg: Tensor, z: Tensor) -> tuple[Tensor, Tensor, EntropyParams]:
-        """Bits, y_hat and entropy parameters of the latents as they would really be coded."""
-        net = self.net
-        med = net.z_medians()
-        z_hat = torch.round(z - med) + med
-        p = net.entropy_params(z_hat, self.q)
-        y_hat = torch.round(yg - p.means) + p.means
-        bits = y_bits(net.gaussian_conditional, y_hat, p.scales, p.means) + z_bits(net.entropy_bottleneck, z_hat)
-        return bits, y_hat, p
-
-    def _latent_bits(self, yg: Tensor, z: Tensor) -> float:
-        return float(self._hard(yg, z)[0])
-
-    @torch.no_grad()
-    def _hard_loss(self, yg: Tensor, z: Tensor) -> float:
-        bits, y_hat, p = self._hard(yg, z)
-        mse = self._mse(self.net.synthesize(y_hat, p.inv_gain))
-        return float(bits / self.pixels + self.lmbda * 255.0**2 * mse)
-
-    # --- stage 2 ----------------------------------------------------------------------
-    def _decoded_latents(self, yg: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        _, y_hat, p = self._hard(yg, z)
-        return y_hat, p.inv_gain
+        """Stage 1: refined (gained y, z), the best iterate by its hard-rounded RD loss."""
+        return stages.refine_latents(self, y0, z0)
 
     def train_adapters(self, yg: Tensor, z: Tensor) -> tuple[list[AdapterSpec], list[int]] | None:
-        cfg, g_s = self.cfg, self.net.g_s
-        delta = as_stored(cfg.delta)  # exactly what the decoder will multiply by
-        prior_scale = as_stored(cfg.prior_scale)
-        positions = cfg.adapter_positions or default_adapter_positions(g_s)
-        specs = [AdapterSpec(p, channels_after(g_s, p), cfg.adapter_rank) for p in sorted(positions)]
-        y_hat, ig = self._decoded_latents(yg, z)
-        latent_bits = self._latent_bits(yg, z)  # fixed in this stage: reported with the adapter bits
-        first = specs[0].position
-        with torch.no_grad():
-            feat = run_layers(g_s, y_hat * ig, 0, first + 1)  # fixed: computed once
-        n = sum(s.size for s in specs)
-        w = (torch.randn(n, device=self.device) * cfg.adapter_init_std).requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=cfg.decoder_lr)
-        total = cfg.decoder_iters
-        budget = self.clock.share_left(1.0)
-        stop = _EarlyStop(cfg.early_stop_patience, cfg.early_stop_tol)
-        t_start = time.monotonic()
-        for it in range(total):
-            for g in opt.param_groups:
-                g["lr"] = self._lr(cfg.decoder_lr, it, total)
-            w_dec = ste_round(w / delta) * delta
-            w_rate = w + (torch.rand_like(w) - 0.5) * delta
-            bits = logistic_bits(w_rate, delta, prior_scale)
-            hooks = {
-                s.position: (lambda f, ab=ab: apply_adapter(f, *ab))
-                for s, ab in zip(specs, split_params(w_dec, specs), strict=True)
-            }
-            with self._autocast():
-                x_hat = run_layers(g_s, hooks[first](feat), first + 1, None, hooks)
-            mse = self._mse(x_hat)
-            loss = bits / self.pixels + self.lmbda * 255.0**2 * mse
-            opt.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-                opt.step()
-            loss_v = float(loss.detach())
-            self.curve.append(("adapters", it + 1, self.clock.elapsed(), loss_v))
-            self._event("adapters", it + 1, total, latent_bits + float(bits.detach()), float(mse.detach()))
-            if (budget is not None and time.monotonic() - t_start >= budget) or stop.update(loss_v):
-                break
-        ints = torch.round(w.detach() / delta).to(torch.int64).cpu().tolist()
-        if not any(ints):
-            return None  # all-zero adapters change nothing: do not spend bytes on them
-        return specs, ints
+        """Stage 2: adapter weights for fixed latents; None if they came out all zero."""
+        return stages.train_adapters(self, yg, z)
 
     def train_omp(self, yg: Tensor, z: Tensor) -> tuple[int, Tensor]:
-        cfg, g_s = self.cfg, self.net.g_s
-        position = (cfg.adapter_positions or default_adapter_positions(g_s))[0]
-        y_hat, ig = self._decoded_latents(yg, z)
-        with torch.no_grad():
-            feat = run_layers(g_s, y_hat * ig, 0, position + 1)
-        scale = torch.ones(1, feat.shape[1], 1, 1, device=self.device, requires_grad=True)
-        opt = torch.optim.Adam([scale], lr=cfg.decoder_lr)
-        total = cfg.decoder_iters
-        for it in range(total):
-            for g in opt.param_groups:
-                g["lr"] = self._lr(cfg.decoder_lr, it, total)
-            mse = self._mse(run_layers(g_s, feat * scale, position + 1))
-            opt.zero_grad(set_to_none=True)
-            mse.backward()  # distortion only, as in the OMP baseline
-            opt.step()
-            self._event("omp", it + 1, total, 0.0, float(mse.detach()))
-        return position, scale.detach().flatten().cpu()
+        """Stage 2, the OMP alternative: (position, channel multipliers) for fixed latents."""
+        return stages.train_omp(self, yg, z)
 
     # --- final coding -----------------------------------------------------------------
     def _code(
