@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import warnings
 from pathlib import Path
 
@@ -12,7 +14,19 @@ from PIL import Image
 
 from codec.coder import decode_image, encode_report, read_header
 from codec.models.gained import GainedMeanScaleHyperprior
-from codec.zoo import ModelError, ModelUnavailableError, Registry
+from codec.zoo import (
+    CheckpointSpec,
+    InvalidQualityError,
+    ModelError,
+    ModelUnavailableError,
+    Registry,
+    UnknownModelError,
+    default_registry,
+    parse_checkpoint,
+    parse_checkpoints,
+    shared_registry,
+)
+from codec.zoo.cache import LRUCache
 from codec.zoo.registry import WEIGHTS_DIR
 from tests.conftest import synthetic_rgb
 
@@ -108,3 +122,105 @@ def test_zoo_loads_the_real_way_or_names_the_cause() -> None:
         assert m.quality_range == (1.0, 8.0)
         r = encode_report(Image.fromarray(synthetic_rgb(64, 64)), model="bmshj2018-hyperprior", quality=1, registry=reg)
         assert decode_image(r.data, registry=reg).rgb.shape == (64, 64, 3)
+
+
+# ---------------------------------------------------------------- naming, caching, settings
+def test_checkpoint_entries_parse_as_documented(tmp_path: Path) -> None:
+    """``NAME=PATH[@ARCH]`` (the form the docs, the CLI and UDIC_CHECKPOINTS use), or a bare path."""
+    assert parse_checkpoint("msh=/m/a.pth@mbt2018-mean") == CheckpointSpec("msh", Path("/m/a.pth"), "mbt2018-mean")
+    assert parse_checkpoint("tiny=/m/tiny.pt") == CheckpointSpec("tiny", Path("/m/tiny.pt"), None)
+    assert parse_checkpoint("/m/run.v2.pt") == CheckpointSpec("run.v2", Path("/m/run.v2.pt"), None)
+    assert parse_checkpoint("/m/b.pth@mbt2018") == CheckpointSpec("b", Path("/m/b.pth"), "mbt2018")
+    specs = parse_checkpoints(os.pathsep.join(["a=/x/a.pt", "", "/y/b.pth@mbt2018-mean"]))
+    assert [s.name for s in specs] == ["a", "b"]
+    reg = Registry(domains_dir=tmp_path / "d", checkpoints=specs)
+    assert reg.names()[-2:] == ["a", "b"] and reg.domains.root == tmp_path / "d"
+    with pytest.raises(ModelError, match="built-in"):
+        Registry(checkpoints=[CheckpointSpec("default", Path("x.pt"))])
+
+
+def test_lru_cache_keeps_the_most_recent() -> None:
+    cache: LRUCache[tuple[str, int], str] = LRUCache(2)
+    cache.put(("a", 0), "A")
+    cache.put(("b", 0), "B")
+    assert cache.get(("a", 0)) == "A"  # now the most recent
+    cache.put(("c", 0), "C")
+    assert ("b", 0) not in cache and len(cache) == 2
+    loads = []
+    assert cache.get_or_load(("d", 1), lambda: loads.append(1) or "D") == "D"
+    assert cache.get_or_load(("d", 1), lambda: loads.append(1) or "X") == "D" and loads == [1]
+    cache.discard_where(lambda key: key[0] == "d")
+    assert ("d", 1) not in cache
+
+
+def test_shared_registry_is_one_per_configuration(tmp_path: Path) -> None:
+    a = shared_registry(capacity=3, domains_dir=tmp_path)
+    assert shared_registry(capacity=3, domains_dir=tmp_path) is a
+    assert shared_registry(capacity=3, domains_dir=tmp_path / "other") is not a
+    assert default_registry() is default_registry() and default_registry().domains.root == Path("var/domains")
+
+
+def test_quality_and_lambda_rules() -> None:
+    reg = Registry()
+    base, level = reg.resolve("default", 2.5)
+    assert level == pytest.approx(1.5) and base.level_for(lmbda=base.lambdas[0]) == pytest.approx(0.0, abs=1e-2)
+    with pytest.raises(InvalidQualityError, match="between 1 and 6"):
+        reg.resolve("default", 7)
+    with pytest.raises(InvalidQualityError, match="not both"):
+        base.level_for(2, 0.01)
+    with pytest.raises(InvalidQualityError, match="positive"):
+        base.level_for(lmbda=0)
+    with pytest.raises(InvalidQualityError, match="fixed rates"):
+        reg.resolve("mbt2018-mean", lmbda=0.01)
+    with pytest.raises(InvalidQualityError, match="whole qualities"):
+        reg.resolve("mbt2018-mean", 2.5)
+    with pytest.raises(InvalidQualityError, match="needs a quality"):
+        reg.get("mbt2018-mean")
+    with pytest.raises(UnknownModelError, match="unknown model"):
+        reg.get("nope")
+
+
+def test_service_registry_comes_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UDIC_CHECKPOINTS and UDIC_DOMAINS_DIR are Settings fields; API and worker get the same registry."""
+    from service.core.config import Settings
+    from service.core.model_registry import registry_for
+
+    monkeypatch.setenv("UDIC_CHECKPOINTS", f"mine={tmp_path / 'm.pth'}@mbt2018-mean")
+    monkeypatch.setenv("UDIC_STORAGE_ROOT", str(tmp_path / "storage"))
+    settings = Settings()
+    reg = registry_for(settings)
+    assert "mine" in reg.names() and reg.domains.root == tmp_path / "storage" / "domains"
+    assert reg.capacity == settings.decode_cache_models and registry_for(Settings()) is reg
+    monkeypatch.setenv("UDIC_DOMAINS_DIR", str(tmp_path / "dom"))
+    assert registry_for(Settings()).domains.root == tmp_path / "dom"
+
+
+def test_the_stack_passes_settings_to_its_children(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.stack import Stack
+
+    monkeypatch.delenv("UDIC_STORAGE_ROOT", raising=False)
+    monkeypatch.setenv("UDIC_MAX_PIXELS", "1234")
+    env = Stack(tmp_path, 8001, 6390).env
+    assert env["UDIC_STORAGE_ROOT"] == str(tmp_path / "storage") and env["UDIC_MAX_PIXELS"] == "1234"
+    assert env["UDIC_REDIS_URL"] == "redis://127.0.0.1:6390/0"
+    monkeypatch.setenv("UDIC_STORAGE_ROOT", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("UDIC_PORT", "8123")
+    stack = Stack(tmp_path, 8001, 6390)
+    assert stack.env["UDIC_STORAGE_ROOT"] == str(tmp_path / "elsewhere") and stack.settings.port == 8123
+
+
+def test_only_the_settings_read_udic_variables() -> None:
+    """The codec takes explicit arguments; the service reads UDIC_* through Settings only. The one
+    exception is the datasets folder of tests and benchmarks (codec.datasets, documented there)."""
+    root = Path(__file__).resolve().parent.parent
+    allowed = {root / "service" / "core" / "config.py", root / "codec" / "datasets.py"}
+    readers = []
+    for path in [p for pkg in ("codec", "service", "worker") for p in (root / pkg).rglob("*.py")]:
+        if path in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            call = isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv")
+            item = isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ"
+            if call or item:
+                readers.append(f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}")
+    assert not readers
