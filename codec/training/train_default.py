@@ -16,7 +16,11 @@ Resumable: ``--out DIR`` holds ``last.pt`` (model, optimisers, step, RNG, schedu
 atomically every ``--ckpt-every`` steps, on SIGTERM and on Ctrl-C; rerunning the same command
 continues from it. ``--init`` starts from exported weights (optimiser state starts fresh);
 ``--widen N`` widens them first (``codec.training.widen``). Progress: a tqdm bar, ``log.csv`` of
-the training loss, and a periodic evaluation on the Kodak bench-256 crops (``eval.csv``).
+the training loss, and a periodic evaluation on the Kodak bench-256 crops (``eval.csv``), skipped
+when neither the datasets nor the pack hold them.
+
+``--pack FILE`` trains on the crops of a pack (``codec.training.pack``) instead of the photo folders:
+a GPU machine has no ``../shared/datasets``. A crop as large as the packed crops is the whole crop.
 
     python -m codec.training.train_default --out runs/default --init codec/zoo/weights/default.pt \\
         --minutes 120
@@ -41,6 +45,7 @@ from codec.datasets import bench_images, datasets_root
 from codec.losses import autocast_for, rd_loss
 from codec.models.gained import DEFAULT_LAMBDAS, GainedMeanScaleHyperprior
 from codec.training.data import load_training_images, random_batch
+from codec.training.pack import load_pack
 from codec.training.widen import widen
 
 DEFAULT_FOLDERS = ("natural-train", "natural-train-extra")
@@ -50,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("runs/default"))
     ap.add_argument("--data", type=Path, nargs="+", default=None, help="training folders (default: the photos)")
+    ap.add_argument("--pack", type=Path, default=None, help="train on the crops of this pack instead of --data")
     ap.add_argument("--steps", type=int, default=60000, help="total steps of the schedule (without --minutes)")
     ap.add_argument("--minutes", type=float, default=0.0, help="schedule over this much training time instead")
     ap.add_argument("--batch", type=int, default=4)
@@ -228,9 +234,16 @@ class RunLog:
         self.evf.close()
 
 
-def run(trainer: Trainer, args: argparse.Namespace, images: list[torch.Tensor], kodak: torch.Tensor) -> None:
+def run(
+    trainer: Trainer,
+    args: argparse.Namespace,
+    images: list[torch.Tensor],
+    kodak: torch.Tensor | None,
+    device: torch.device | None = None,
+) -> None:
     """The training loop: until the schedule ends, SIGTERM, Ctrl-C or --stop-after-minutes."""
-    device, ckpt = kodak.device, args.out / "last.pt"
+    device = device or (kodak.device if kodak is not None else torch.device("cpu"))
+    ckpt = args.out / "last.pt"
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     log, started = RunLog(args.out), time.time()
@@ -255,7 +268,7 @@ def run(trainer: Trainer, args: argparse.Namespace, images: list[torch.Tensor], 
                 bar.refresh()
             if trainer.step % args.ckpt_every == 0:
                 save_atomic(trainer.state(args), ckpt)
-            if trainer.step % args.eval_every == 0:
+            if kodak is not None and trainer.step % args.eval_every == 0:
                 log.write_eval(trainer.step, trainer.wall, evaluate(trainer.model, kodak, args.precision))
             if args.stop_after_minutes and time.time() - started > args.stop_after_minutes * 60:
                 break
@@ -274,9 +287,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     root = datasets_root()
-    folders = args.data or ([root / f for f in DEFAULT_FOLDERS] if root else [])
-    if not folders or not all(f.is_dir() for f in folders):
-        raise SystemExit("training data not found: pass --data or put ../shared/datasets beside the repo")
+    folders = args.data or ([root / f for f in DEFAULT_FOLDERS] if root and not args.pack else [])
+    if args.pack is None and (not folders or not all(f.is_dir() for f in folders)):
+        raise SystemExit("training data not found: pass --data or --pack, or put ../shared/datasets beside the repo")
     args.data = folders
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = args.out / "last.pt"
@@ -296,13 +309,33 @@ def main(argv: list[str] | None = None) -> None:
     if args.precision == "bf16":
         trainer.model.to(memory_format=torch.channels_last)
     _move_optimizer_state(trainer, device)
-    images = load_training_images(folders, args.crop)
-    kodak = torch.stack([torch.from_numpy(b.rgb).permute(2, 0, 1).float() / 255 for b in bench_images("kodak")])
+    images, kodak = _training_images(args, folders)
     print(
-        f"{len(images)} training images from {', '.join(map(str, folders))}; device {device}; "
+        f"{len(images)} training images from {args.pack or ', '.join(map(str, folders))}; device {device}; "
         f"threads {torch.get_num_threads()}; N={model.N} Nh={model.Nh} M={model.M}; {args.precision}"
     )
-    run(trainer, args, images, kodak.to(device))
+    if kodak is None:
+        print("no Kodak bench crops (no datasets folder, none in the pack): evaluation skipped")
+    run(trainer, args, images, None if kodak is None else kodak.to(device), device)
+
+
+def _training_images(args: argparse.Namespace, folders: list[Path]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """The training images (folders or pack) and the Kodak bench crops, or None where neither has them."""
+    crops = None
+    if args.pack is not None:
+        pack = load_pack(args.pack)
+        images = [c for c in pack.crops if min(c.shape[1:]) >= args.crop]
+        if not images:
+            raise SystemExit(f"{args.pack} holds no crop of at least {args.crop} pixels")
+        crops = pack.eval_crops.get("kodak")
+    else:
+        images = load_training_images(folders, args.crop)
+    root = datasets_root()
+    if crops is None and root is not None and (root / "kodak").is_dir():
+        crops = [b.rgb for b in bench_images("kodak")]
+    if not crops:
+        return images, None
+    return images, torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in crops])
 
 
 def _move_optimizer_state(trainer: Trainer, device: torch.device) -> None:
