@@ -6,6 +6,7 @@ share it without one depending on the other."""
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 import torch
 
@@ -30,7 +31,8 @@ def rd_loss(
     with autocast_for(x.device, precision):
         out = model(x, q)
     pixels = x.shape[-1] * x.shape[-2]
-    bits = sum((-torch.log2(lik.float())).flatten(1).sum(1) for lik in out["likelihoods"].values())
+    # a sum of tensors (the likelihoods are never empty)
+    bits = cast(torch.Tensor, sum((-torch.log2(lik.float())).flatten(1).sum(1) for lik in out["likelihoods"].values()))
     bpp = bits / pixels
     mse = (out["x_hat"].float() - x).pow(2).flatten(1).mean(1)
     lam = model.lmbda(q)

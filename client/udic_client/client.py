@@ -56,7 +56,8 @@ class Client:
             if not _core.should_retry(response, error, attempt, self.retries):
                 if error is not None:
                     raise TransportError(f"{method} {path}: {error}") from error
-                return _core.check(response)  # type: ignore[arg-type]
+                assert response is not None  # no transport error: the request returned one
+                return _core.check(response)
             time.sleep(_core.retry_delay(attempt, response))
             attempt += 1
 
@@ -176,13 +177,13 @@ class Client:
         return self.wait(job.id, timeout=timeout, progress=progress) if wait else job
 
     def domains(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/v1/domains").json()["domains"]  # type: ignore[no-any-return]
+        return self._request("GET", "/v1/domains").json()["domains"]
 
     def domain(self, domain_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/domains/{domain_id}").json()  # type: ignore[no-any-return]
+        return self._request("GET", f"/v1/domains/{domain_id}").json()
 
     def models(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/v1/models").json()  # type: ignore[no-any-return]
+        return self._request("GET", "/v1/models").json()
 
     def health(self) -> bool:
         try:

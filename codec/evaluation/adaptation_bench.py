@@ -24,6 +24,7 @@ import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -212,12 +213,12 @@ def summarise(points_csv: Path, curve_csv: Path, domains: list[str], model: str 
         for m in METHODS:
             bpps, psnrs = [], []
             for q in sorted({float(r["quality"]) for r in sel}):
-                pts = [r for r in sel if r["method"] == m and float(r["quality"]) == q]
-                if pts:
-                    bpps.append(float(np.mean([float(p["bpp"]) for p in pts])))
-                    psnrs.append(float(np.mean([float(p["psnr"]) for p in pts])))
+                at_q = [r for r in sel if r["method"] == m and float(r["quality"]) == q]
+                if at_q:
+                    bpps.append(float(np.mean([float(p["bpp"]) for p in at_q])))
+                    psnrs.append(float(np.mean([float(p["psnr"]) for p in at_q])))
             curves[m] = (bpps, psnrs)
-        table = {}
+        table: dict[str, dict[str, Any]] = {}
         plain_rows = {(r["image"], r["quality"]): r for r in sel if r["method"] == "plain"}
         for m in METHODS:
             enc = [float(r["encode_s"]) for r in sel if r["method"] == m]
@@ -273,12 +274,12 @@ def summarise(points_csv: Path, curve_csv: Path, domains: list[str], model: str 
         if fracs:
             speed[variant] = [(d / 10, float(np.mean(fracs[d])), float(np.mean(times[d]))) for d in sorted(fracs)]
     out["gain_vs_iterations"] = speed
-    for variant, pts in speed.items():
+    for variant, shares in speed.items():
         print(
             f"\n{variant}: share of the final latent-refinement gain reached, by fraction of the iterations "
             "(share@seconds)"
         )
-        print("  " + "  ".join(f"{int(f * 100)}%:{s:.2f}@{t:.0f}s" for f, s, t in pts))
+        print("  " + "  ".join(f"{int(f * 100)}%:{s:.2f}@{t:.0f}s" for f, s, t in shares))
     return out
 
 

@@ -10,9 +10,10 @@ the curves overlap, and compare the averages. Curves that do not overlap give
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.interpolate import PchipInterpolator
 
 
@@ -20,7 +21,7 @@ class NoOverlapError(ValueError):
     """The two RD curves share no range of the integration variable."""
 
 
-def _prepare(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if xa.shape != ya.shape or xa.size < 2:
         raise ValueError("each curve needs at least two (rate, quality) points")
@@ -77,7 +78,7 @@ def bd_psnr(
         raise NoOverlapError("no overlap: the curves share no rate range") from None
 
 
-def format_bd(fn, *args: Sequence[float]) -> str:  # type: ignore[no-untyped-def]
+def format_bd(fn: Callable[..., float], *args: Sequence[float]) -> str:
     """``'-12.3%'``-style text, or ``'no overlap'``."""
     try:
         return f"{fn(*args):+.1f}"

@@ -23,12 +23,12 @@ from PIL import Image
 from codec.adaptation.encoder import PRESETS, AdaptiveEncoder
 from codec.coder import decode_image, encode_report
 from codec.datasets import DOMAINS, bench_images
-from codec.imageio import load_image
+from codec.imageio import CodecImage, load_image
 from codec.progress import no_progress
 from codec.zoo import default_registry
 
 
-def adapted_file(img, model: str, quality: float) -> bytes | None:  # type: ignore[no-untyped-def]
+def adapted_file(img: CodecImage, model: str, quality: float) -> bytes | None:
     """A latents+adapters bitstream of ``img`` with the default preset's schedule."""
     reg = default_registry()
     base = reg.get(model)
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{domain:8s} (the adapters came out all zero: nothing to time)")
             continue
         decode_image(plain), decode_image(adapted)  # warm caches (model, adapter code paths)
-        tp, ta = [], []
+        tp: list[float] = []
+        ta: list[float] = []
         for _ in range(args.repeats):
             for data, acc in ((plain, tp), (adapted, ta)):
                 t = time.perf_counter()

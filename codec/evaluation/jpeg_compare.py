@@ -15,7 +15,9 @@ import csv
 import io
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     files = list_images(root / "kodak")
     if args.limit:
         files = files[: args.limit]
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     work = len(files) * (len(args.qualities) + len(JPEG_QUALITIES))
     bar = tqdm(total=work, desc="kodak", unit="enc")
     for path in files:
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         w.writerows(rows)
 
-    def curve(codec: str, settings: list) -> tuple[list[float], list[float]]:  # type: ignore[type-arg]
+    def curve(codec: str, settings: Sequence[float]) -> tuple[list[float], list[float]]:
         bpps, psnrs = [], []
         for s in settings:
             sel = [r for r in rows if r["codec"] == codec and r["setting"] == s]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -153,7 +154,7 @@ class GainedMeanScaleHyperprior(CompressionModel):
         return self.g_s(y_hat_gained * inv_gain)
 
     # ------------------------------------------------------------------ training
-    def forward(self, x: Tensor, q: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, q: Tensor) -> dict[str, Any]:
         """Training pass with mixed quantisation.
 
         The rate terms see additive uniform noise (a smooth, unbiased density proxy); the
@@ -208,7 +209,7 @@ class GainedMeanScaleHyperprior(CompressionModel):
         z_sym = torch.round(z_hat - self.z_medians()).to(torch.int32)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.size()[-2:]), "symbols": [y_sym, z_sym]}
 
-    def compress(self, x: Tensor, q: Tensor) -> dict[str, object]:  # type: ignore[override]
+    def compress(self, x: Tensor, q: Tensor) -> dict[str, object]:
         y, z = self.analysis(x)
         return self.compress_latents(y, z, q)
 
@@ -223,8 +224,6 @@ class GainedMeanScaleHyperprior(CompressionModel):
         z_sym = torch.round(z_hat - self.z_medians()).to(torch.int32)
         return y_sym + p.means, p, [y_sym.to(torch.int32), z_sym]
 
-    def decompress(  # type: ignore[override]
-        self, strings: list[list[bytes]], shape: tuple[int, int], q: Tensor
-    ) -> dict[str, object]:
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], q: Tensor) -> dict[str, object]:
         y_hat, p, symbols = self.decompress_latents(strings, shape, q)
         return {"x_hat": self.synthesize(y_hat, p.inv_gain).clamp_(0, 1), "symbols": symbols}
