@@ -109,17 +109,17 @@ def build_pack(
 ) -> dict:
     """Write the pack (atomically) and return its manifest; stops at the first crop that would pass ``max_mib``."""
     fixed, info = _fixed_members(datasets_root(), list(DEFAULT_EXTRAS if extras is None else extras), with_eval)
-    budget = int(max_mib * MIB) - sum(len(v) for v in fixed.values()) - 64 * 1024  # manifest and zip headers
+    budget = int(max_mib * MIB) - sum(len(v) for v in fixed.values()) - 8192  # manifest head, zip directory end
     crops, used = [], 0
     members: dict[str, bytes] = {}
     for src, x, y, rgb in random_crops(folders, size, seed):
         data, ext = encode_crop(rgb, jpeg_quality)
-        if used + len(data) + 100 > budget:
+        if used + len(data) + 256 > budget:  # 256: its manifest entry and zip headers
             break
         name = f"crops/{len(crops):06d}.{ext}"
         members[name] = data
         crops.append({"file": name, "source": src, "x": x, "y": y})
-        used += len(data) + 100
+        used += len(data) + 256
     manifest = {
         "version": 1,
         "seed": seed,
