@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from rq import Queue
+
+from udic_jobs import JobStore
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 DECODE_SECONDS = Histogram(
@@ -19,10 +23,17 @@ DECODE_SECONDS = Histogram(
 ENCODE_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
-_current: dict[str, object] = {"res": None}
+class JobSources(Protocol):
+    """What the collector reads: the job store's statistics and rq's queue (the app's Resources)."""
+
+    store: JobStore
+    queue: Queue
 
 
-def set_resources(res: object) -> None:
+_current: dict[str, JobSources | None] = {"res": None}
+
+
+def set_resources(res: JobSources) -> None:
     """Called by the app's lifespan: the collector reports on the running app's Redis."""
     _current["res"] = res
 
@@ -32,12 +43,11 @@ class RedisJobCollector(Collector):
         res = _current["res"]
         if res is None:
             return
-        prefix = res.settings.key_prefix  # type: ignore[attr-defined]
         try:
-            counts = {k.decode(): int(v) for k, v in res.redis.hgetall(f"{prefix}:stats:jobs").items()}
+            counts = res.store.job_counts()
             queued = res.queue.count
             running = res.queue.started_job_registry.count
-            durations = [float(x) for x in res.redis.lrange(f"{prefix}:stats:encode_seconds", 0, -1)]
+            durations = res.store.encode_seconds()
         except Exception:  # Redis down: /readyz says so; metrics just omit these
             return
         total = CounterMetricFamily("udic_jobs", "Jobs by how they ended (and created)", labels=["event"])

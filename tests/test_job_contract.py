@@ -146,8 +146,11 @@ def test_store_transitions_and_stats(store: JobStore) -> None:
     assert store.get("gone") is None
     for s in range(1003):
         store.record_encode_seconds(float(s))
-    assert store.r.llen("t:stats:encode_seconds") == 1000
-    assert store.r.hgetall("t:stats:jobs") == {b"finished": b"1", b"failed": b"1", b"cancelled": b"1"}
+    assert store.encode_seconds() == [float(s) for s in range(3, 1003)]
+    assert store.job_counts() == {"finished": 1, "failed": 1, "cancelled": 1}
+    # the key layout jobs already stored in Redis use
+    assert store.r.llen("t:stats:encode_seconds") == 1000 and store.r.hlen("t:stats:jobs") == 3
+    assert store.r.exists("t:job:a", "t:jobs:alice", "t:job:c:cancel") == 3
 
 
 def test_store_idempotency(store: JobStore) -> None:

@@ -109,6 +109,15 @@ class JobStore:
             p.ltrim(self.stats_key("encode_seconds"), -ENCODE_SECONDS_KEPT, -1)
             p.execute()
 
+    def job_counts(self) -> dict[str, int]:
+        """How many jobs were created, finished, failed and cancelled (by every API and worker)."""
+        raw = cast("dict[bytes, bytes]", self.r.hgetall(self.stats_key("jobs")))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def encode_seconds(self) -> list[float]:
+        """The durations of the last ENCODE_SECONDS_KEPT finished encodes."""
+        return [float(x) for x in cast("list[bytes]", self.r.lrange(self.stats_key("encode_seconds"), 0, -1))]
+
     # --- idempotency --------------------------------------------------------------------
     def idempotent_job(self, owner: str, key: str, fingerprint: str, job_id: str) -> tuple[str, bool]:
         """Claim ``key`` for ``job_id``; returns (job id, created). Raises ValueError when the key

@@ -56,13 +56,16 @@ class UdicWorker(SimpleWorker):
 
 
 def preload_models() -> None:
-    """Load the default model (and warm it up) before taking jobs."""
+    """Import the tasks and load the default model (and warm it up) before taking jobs.
+
+    rq imports a task's module only when its first job starts; importing it (and the codec) there
+    took seconds in which the job showed as running but had not yet written to its record."""
+    import worker.tasks  # noqa: F401  (see above)
     from codec.coder import encode
     from codec.determinism import best_device
-
-    settings = get_settings()
     from service.core.model_registry import registry
 
+    settings = get_settings()
     encode(_tiny_image(), model=settings.default_model, registry=registry())
     log.info("models loaded", extra={"model": settings.default_model, "device": str(best_device()), "pid": os.getpid()})
 

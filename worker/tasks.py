@@ -71,7 +71,8 @@ def progress_callback(store: JobStore, job_id: str, rq_job: Any, interval_s: flo
     return on_progress
 
 
-Task = Callable[[str, Settings, Any, Redis, JobStore], dict[str, Any]]
+# a task body: (job id, settings, the rq job or None, the job store) -> the outcome
+Task = Callable[[str, Settings, Any, JobStore], dict[str, Any]]
 
 
 def _run(job_id: str, task: Task, what: str) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def _run(job_id: str, task: Task, what: str) -> dict[str, Any]:
     redis: Redis = rq_job.connection if rq_job is not None else Redis.from_url(settings.redis_url)
     store = _store(settings, redis)
     try:
-        return task(job_id, settings, rq_job, redis, store)
+        return task(job_id, settings, rq_job, store)
     except JobCancelled:
         store.mark_cancelled(job_id)
         log.info("job cancelled", extra={"job_id": job_id})
@@ -120,7 +121,7 @@ def _encode_request(opts: EncodePayload, settings: Settings) -> EncodeRequest:
     )
 
 
-def _encode(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: JobStore) -> dict[str, Any]:
+def _encode(job_id: str, settings: Settings, rq_job: Any, store: JobStore) -> dict[str, Any]:
     storage = storage_from_settings(settings)
     rec = store.get(job_id)
     if rec is None:
@@ -189,7 +190,7 @@ def _load_samples(storage: Storage, job_id: str, opts: DomainPayload, max_pixels
         raise JobInputError(str(exc)) from None
 
 
-def _train_domain(job_id: str, settings: Settings, rq_job: Any, redis: Redis, store: JobStore) -> dict[str, Any]:
+def _train_domain(job_id: str, settings: Settings, rq_job: Any, store: JobStore) -> dict[str, Any]:
     from codec.domains.train import train_domain
 
     storage = storage_from_settings(settings)
