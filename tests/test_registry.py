@@ -43,13 +43,19 @@ def test_embedded_model_is_small_and_has_tables() -> None:
     assert m.quality_range == (1.0, 6.0)
 
 
+def _default_net() -> GainedMeanScaleHyperprior:
+    net = Registry().get("default").net
+    assert isinstance(net, GainedMeanScaleHyperprior)
+    return net
+
+
 def test_rate_estimates_stay_finite_for_far_outliers() -> None:
     """The fp16 file flushes the 1e-9 likelihood floors to 0; the loader keeps the real floors,
     so an estimate for a latent far from its mean is large but finite (a NaN optimisation
     otherwise, and an entropy coder that never returns)."""
     from codec.adaptation.rate import y_bits, z_bits
 
-    net = Registry().get("default").net
+    net = _default_net()
     assert float(net.gaussian_conditional.likelihood_lower_bound.bound) == pytest.approx(1e-9)
     far = torch.full((1, net.M, 1, 1), 1e4)
     assert torch.isfinite(y_bits(net.gaussian_conditional, far, torch.full_like(far, 0.11), torch.zeros_like(far)))
@@ -57,7 +63,7 @@ def test_rate_estimates_stay_finite_for_far_outliers() -> None:
 
 
 def test_non_finite_latents_are_refused_before_entropy_coding() -> None:
-    net = Registry().get("default").net
+    net = _default_net()
     y = torch.zeros(1, net.M, 1, 1)
     y[0, 3] = float("nan")
     with pytest.raises(FloatingPointError):
@@ -146,9 +152,14 @@ def test_lru_cache_keeps_the_most_recent() -> None:
     assert cache.get(("a", 0)) == "A"  # now the most recent
     cache.put(("c", 0), "C")
     assert ("b", 0) not in cache and len(cache) == 2
-    loads = []
-    assert cache.get_or_load(("d", 1), lambda: loads.append(1) or "D") == "D"
-    assert cache.get_or_load(("d", 1), lambda: loads.append(1) or "X") == "D" and loads == [1]
+    loads: list[str] = []
+
+    def load(value: str) -> str:
+        loads.append(value)
+        return value
+
+    assert cache.get_or_load(("d", 1), lambda: load("D")) == "D"
+    assert cache.get_or_load(("d", 1), lambda: load("X")) == "D" and loads == ["D"]
     cache.discard_where(lambda key: key[0] == "d")
     assert ("d", 1) not in cache
 

@@ -12,6 +12,7 @@ work on it unchanged.
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from compressai.layers import GDN
@@ -29,7 +30,13 @@ class ConvAdapter(nn.Conv2d):
         super().__init__(channels, channels, kernel_size=1, bias=True)
         with torch.no_grad():
             self.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
-            self.bias.zero_()
+            self.bias_tensor().zero_()
+
+    def bias_tensor(self) -> Tensor:
+        """The bias (built with ``bias=True``, so always there; typed as such for the checker)."""
+        if self.bias is None:
+            raise RuntimeError("a ConvAdapter is built with a bias")
+        return self.bias
 
 
 class LoRAConv(nn.Module):
@@ -49,8 +56,9 @@ class LoRAConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         layer, w = self.layer, self.merged_weight()
         if isinstance(layer, nn.ConvTranspose2d):
+            padding = cast(tuple[int, ...], layer.padding)  # a string only for Conv2d's "same"/"valid"
             return F.conv_transpose2d(
-                x, w, layer.bias, layer.stride, layer.padding, layer.output_padding, layer.groups, layer.dilation
+                x, w, layer.bias, layer.stride, padding, layer.output_padding, layer.groups, layer.dilation
             )
         return F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
 
@@ -90,13 +98,13 @@ def adapter_state(net: GainedMeanScaleHyperprior) -> tuple[dict[str, Tensor], di
     dec, enc = {}, {}
     for i, m in enumerate(net.g_s):
         if isinstance(m, ConvAdapter):
-            dec[f"g_s.{i}.weight"], dec[f"g_s.{i}.bias"] = m.weight.detach().clone(), m.bias.detach().clone()
+            dec[f"g_s.{i}.weight"], dec[f"g_s.{i}.bias"] = m.weight.detach().clone(), m.bias_tensor().detach().clone()
     for i, m in enumerate(net.h_s):
         if isinstance(m, LoRAConv):
             dec[f"h_s.{i}.A"], dec[f"h_s.{i}.B"] = m.A.detach().clone(), m.B.detach().clone()
     for i, m in enumerate(net.g_a):
         if isinstance(m, ConvAdapter):
-            enc[f"g_a.{i}.weight"], enc[f"g_a.{i}.bias"] = m.weight.detach().clone(), m.bias.detach().clone()
+            enc[f"g_a.{i}.weight"], enc[f"g_a.{i}.bias"] = m.weight.detach().clone(), m.bias_tensor().detach().clone()
     return dec, enc
 
 
@@ -115,7 +123,9 @@ def bake(
             merged = {i: m.merged_weight() for i, m in enumerate(net.h_s) if isinstance(m, LoRAConv)}
         # outside inference mode: an inference tensor as a weight would break every later use of the
         # model under autograd (the adaptive encode optimises latents through it)
-        net.h_s = nn.Sequential(*[_merged(m, merged[i]) if i in merged else m for i, m in enumerate(net.h_s)])
+        net.h_s = nn.Sequential(
+            *[_merged(m, merged[i]) if isinstance(m, LoRAConv) else m for i, m in enumerate(net.h_s)]
+        )
     return net.eval().requires_grad_(False)
 
 

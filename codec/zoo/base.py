@@ -36,6 +36,12 @@ class BaseModel:
     description: str = ""
     domain: tuple[str, bytes] | None = None  # (id, hash) of a baked-in domain adapter
 
+    @property
+    def _coding(self) -> Any:
+        """``net`` for its coding methods: they differ by kind (gained ones take a level) and
+        CompressAI's carry no types, so they are called untyped, in this class only."""
+        return self.net
+
     # --- quality <-> level -----------------------------------------------------------
     def level_for(self, quality: float | None = None, lmbda: float | None = None) -> float:
         """The level to code at, from a quality (1-based) or a lambda; exact float32 value."""
@@ -43,14 +49,14 @@ class BaseModel:
             raise InvalidQualityError("give a quality or a lambda, not both")
         if lmbda is not None:
             check_lambda(self.name, lmbda, self.variable_rate, self.quality_range)
-            level = float(self.net.level_for_lambda(lmbda))  # type: ignore[operator]
+            level = float(self._coding.level_for_lambda(lmbda))
         else:
             level = quality_level(self.name, quality, self.quality_range, whole=not self.variable_rate)
         return as_float32(level)
 
     def lmbda_at(self, level: float) -> float:
         if self.variable_rate:
-            return float(self.net.lmbda(torch.tensor([level])).item())  # type: ignore[operator]
+            return float(self._coding.lmbda(torch.tensor([level])).item())
         return self.lambdas[int(level)]
 
     def level_tensor(self, level: float) -> Tensor:
@@ -60,9 +66,9 @@ class BaseModel:
     def compress(self, x: Tensor, level: float) -> dict[str, Any]:
         """``{"strings", "shape", "symbols"}``; symbols (for the symbol hash) may be None."""
         if self.variable_rate:
-            out: dict[str, Any] = self.net.compress(x, self.level_tensor(level))  # type: ignore[operator]
+            out: dict[str, Any] = self._coding.compress(x, self.level_tensor(level))
             return out
-        out = dict(self.net.compress(x))  # type: ignore[operator]
+        out = dict(self._coding.compress(x))
         out["symbols"] = None
         if is_plain_hyperprior(self.net):
             out["symbols"] = hyperprior_decompress(self.net, out["strings"], tuple(out["shape"]))[1]
@@ -75,8 +81,8 @@ class BaseModel:
         crafted, makes the rANS decoder read past its buffer."""
         strings = padded_strings(self.net, strings, shape)
         if self.variable_rate:
-            out = self.net.decompress(strings, shape, self.level_tensor(level))  # type: ignore[operator]
+            out = self._coding.decompress(strings, shape, self.level_tensor(level))
             return out["x_hat"], out["symbols"]
         if is_plain_hyperprior(self.net):
             return hyperprior_decompress(self.net, strings, shape)
-        return self.net.decompress(strings, shape)["x_hat"], None  # type: ignore[operator]
+        return self._coding.decompress(strings, shape)["x_hat"], None

@@ -8,6 +8,8 @@ with the symbols kept. The arithmetic is CompressAI's, in the same order (same p
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -36,15 +38,16 @@ def hyperprior_decompress(
     net: nn.Module, strings: list[list[bytes]], shape: tuple[int, int]
 ) -> tuple[Tensor, list[Tensor]]:
     """CompressAI's (Mean)ScaleHyperprior.decompress, also returning the integer symbols."""
-    eb, gc = net.entropy_bottleneck, net.gaussian_conditional  # type: ignore[union-attr]
+    model: Any = net  # a CompressAI model: its entropy models and transforms carry no types
+    eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     z_hat = eb.decompress(strings[1], shape)
-    params = net.h_s(z_hat)  # type: ignore[operator]
+    params = model.h_s(z_hat)
     means = None
     if type(net).__name__ == "MeanScaleHyperprior":
         params, means = params.chunk(2, 1)
     indexes = gc.build_indexes(params)
     y_sym = gc.decompress(strings[0], indexes, z_hat.dtype)
     y_hat = y_sym + means if means is not None else y_sym
-    x_hat = net.g_s(y_hat).clamp_(0, 1)  # type: ignore[operator]
+    x_hat = model.g_s(y_hat).clamp_(0, 1)
     z_sym = torch.round(z_hat - eb._get_medians().reshape(1, -1, 1, 1)).to(torch.int32)
     return x_hat, [y_sym.to(torch.int32), z_sym]

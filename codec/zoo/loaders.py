@@ -129,8 +129,7 @@ def _gained_checkpoint(path: Path, name: str, state: dict[str, Any]) -> BaseMode
     """A training checkpoint: tables are rebuilt when it has none (training saves them empty)."""
     cfg = state["config"]
     net = GainedMeanScaleHyperprior.from_config(cfg)
-    sd = state.get("state_dict", state.get("model"))
-    sd = _keep_likelihood_floors(net, _as_float32(sd))
+    sd = _keep_likelihood_floors(net, _as_float32(state["state_dict"] if "state_dict" in state else state["model"]))
     try:
         net.load_state_dict(sd, strict=False)
     except RuntimeError as exc:
