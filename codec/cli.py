@@ -13,6 +13,15 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+from codec.adaptation.config import PRESET_NAMES
+from codec.progress import ProgressCallback, ProgressEvent
+
+if TYPE_CHECKING:  # the codec (torch) is imported when a command runs, not for --help
+    from codec.coder import EncodeResult
 
 EXIT_BAD_INPUT = 2
 EXIT_MODEL = 3
@@ -46,26 +55,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _encode_one(src: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Plain encode, or adaptive with a tqdm bar over the optimisation steps."""
-    from tqdm import tqdm
-
-    from codec.coder import encode_report
-
-    if args.adapt == "none":
-        return encode_report(
-            src,
-            model=args.model,
-            quality=args.quality,
-            lmbda=args.lmbda,
-            max_pixels=args.max_pixels,
-            domain=args.domain,
-        )
-    from codec.adaptation.encoder import adaptive_encode
-    from codec.progress import ProgressEvent
-
-    bar = tqdm(
-        desc=f"{src.name}: adapting", unit="it", disable=args.quiet, file=sys.stderr, leave=False, mininterval=0.5
+def _iteration_bar(src: Path, quiet: bool) -> tuple[tqdm[None], ProgressCallback]:
+    """A tqdm bar over the optimisation steps of an adaptive encode, and the callback that drives it."""
+    bar: tqdm[None] = tqdm(
+        desc=f"{src.name}: adapting", unit="it", disable=quiet, file=sys.stderr, leave=False, mininterval=0.5
     )
     stage = {"now": ""}
 
@@ -78,30 +71,36 @@ def _encode_one(src: Path, args: argparse.Namespace):  # type: ignore[no-untyped
             bar.set_postfix(bpp=f"{ev.bpp:.3f}", psnr=f"{ev.psnr:.2f}", refresh=False)
             bar.update(ev.iteration - bar.n)
 
+    return bar, show
+
+
+def _encode_one(src: Path, args: argparse.Namespace) -> EncodeResult:
+    """One file through ``codec.pipeline.encode``; adaptive encodes show a bar and say what they chose."""
+    from codec.pipeline import EncodeRequest, encode
+
+    request = EncodeRequest(
+        model=args.model,
+        quality=args.quality,
+        lmbda=args.lmbda,
+        adaptation=args.adapt,
+        time_budget_s=args.time_budget,
+        latent_iters=args.latent_iters,
+        decoder_iters=args.decoder_iters,
+        domain=args.domain,
+    )
+    adaptive = args.adapt != "none"
+    bar, show = _iteration_bar(src, quiet=args.quiet or not adaptive)
     try:
-        out = adaptive_encode(
-            src,
-            model=args.model,
-            quality=args.quality,
-            lmbda=args.lmbda,
-            config=args.adapt,
-            max_pixels=args.max_pixels,
-            progress=show,
-            time_budget_s=args.time_budget,
-            latent_iters=args.latent_iters,
-            decoder_iters=args.decoder_iters,
-        )
+        outcome = encode(src, request, max_pixels=args.max_pixels, progress=show)
     finally:
         bar.close()
-    if not args.quiet:
-        costs = ", ".join(f"{k} {v:.4f}" for k, v in out.costs.items())
-        tqdm.write(f"  adaptation: chose {out.choice} (RD cost: {costs})", file=sys.stdout)
-    return out.result
+    if adaptive and not args.quiet:
+        costs = ", ".join(f"{k} {v:.4f}" for k, v in outcome.adaptive.costs.items())
+        tqdm.write(f"  adaptation: chose {outcome.choice} (RD cost: {costs})", file=sys.stdout)
+    return outcome.result
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     inputs: list[Path] = args.inputs
     out: Path | None = args.output
     if len(inputs) > 1 and out is not None and not out.is_dir():
@@ -260,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--adapt",
         default="none",
-        choices=["none", "fast", "balanced", "paper", "max"],
+        choices=PRESET_NAMES,
         help="content adaptation preset (slower encode, smaller files); default none",
     )
     e.add_argument("--time-budget", type=float, help="seconds the adaptation may take")

@@ -1,5 +1,10 @@
 """Plain (non-adaptive) encode and decode of whole images into ``.udic`` bitstreams.
 
+This is the codec's bottom layer: turning a request's names (model, quality or lambda, domain) into
+the model to code with happens once, in :func:`resolve_encode_model`; :func:`encode_resolved` codes
+with a model already resolved. The content-adaptive encode (``codec.adaptation.encoder``) and the one
+encode entry point for callers (``codec.pipeline.encode``) build on these two.
+
 ``encode`` always verifies: it decodes its own bytes through the public decode path and checks
 that the pixels equal the encoder's own reconstruction, so a stored bitstream is known to decode.
 """
@@ -20,6 +25,7 @@ from PIL import Image
 from codec import __version__
 from codec.bitstream import BitstreamError, Container, Field, Section
 from codec.determinism import canonical_compute
+from codec.domains.auto import choose_domain
 from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage, load_image
 from codec.metrics import psnr
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
@@ -34,6 +40,8 @@ from codec.zoo.registry import (
 
 PAD_MULTIPLE = 64
 MAX_CODED_SIDE = 1 << 16
+
+ImageInput = str | Path | bytes | Image.Image | CodecImage
 
 
 class EncodeError(RuntimeError):
@@ -54,6 +62,7 @@ class EncodeResult:
     decoded: CodecImage
     bpp: float
     psnr: float
+    domain: str | None = None  # the domain adapter coded with (after "auto" chose), None for the base model
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -113,8 +122,51 @@ def _parse_level(container: Container) -> tuple[float, int | None]:
     raise BitstreamError("bitstream is corrupt (bad LEVEL field)")
 
 
+def load_input(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> CodecImage:
+    """The image as the codec codes it; a :class:`CodecImage` is taken as it is (already checked)."""
+    return image if isinstance(image, CodecImage) else load_image(image, max_pixels=max_pixels)
+
+
+def resolve_encode_model(
+    registry: Registry,
+    img: CodecImage,
+    model: str,
+    quality: float | None = None,
+    lmbda: float | None = None,
+    domain: str | None = None,
+) -> tuple[BaseModel, float]:
+    """The model to code ``img`` with, domain adapter baked in, and the exact level.
+
+    The one place where a domain is resolved, so plain and adaptive encodes agree: ``domain`` names
+    a stored adapter (codec.domains), or is ``"auto"`` to let the cheapest of the stored adapters
+    (or none) be chosen for this image, or None for the base model."""
+    base, level = registry.resolve(model, quality, lmbda)
+    if domain == "auto":
+        domain, _ = choose_domain(registry, base.name, img, level)
+    if domain is not None:
+        base = registry.domain_model(base.name, domain)
+    return base, level
+
+
+def encode_resolved(
+    base: BaseModel, img: CodecImage, level: float, registry: Registry, progress: ProgressCallback = no_progress
+) -> EncodeResult:
+    """Plain encode with a resolved model (see :func:`resolve_encode_model`), verified by decoding."""
+    t0 = time.monotonic()
+    progress(ProgressEvent("analysis", 0, 3, time.monotonic() - t0))
+    x = to_tensor(img.rgb)
+    progress(ProgressEvent("entropy-coding", 1, 3, time.monotonic() - t0))
+    with canonical_compute():
+        out = base.compress(pad_image(x), level)
+    progress(ProgressEvent("verification", 2, 3, time.monotonic() - t0))
+    extra = {Field.SYMBOLS_HASH: symbols_hash(out["symbols"])} if out["symbols"] is not None else None
+    result = _finish(base, img, level, out["strings"], expected=None, registry=registry, extra_fields=extra)
+    progress(ProgressEvent("done", 3, 3, time.monotonic() - t0, result.bpp, result.psnr))
+    return result
+
+
 def encode_report(
-    image: str | Path | bytes | Image.Image | CodecImage,
+    image: ImageInput,
     model: str = "default",
     quality: float | None = None,
     lmbda: float | None = None,
@@ -126,28 +178,12 @@ def encode_report(
 ) -> EncodeResult:
     """Encode an image with a base model (no per-image adaptation) and verify the result decodes.
 
-    ``domain`` names a stored domain adapter (codec.domains) to encode with, or ``"auto"`` to let
-    the cheapest of the stored adapters (or none) be chosen for this image."""
-    t0 = time.monotonic()
+    ``domain``: a stored domain adapter id, ``"auto"`` or None (see :func:`resolve_encode_model`).
+    For adaptation, time budgets and the metrics a service reports, use ``codec.pipeline.encode``."""
     reg = registry or default_registry()
-    img = image if isinstance(image, CodecImage) else load_image(image, max_pixels=max_pixels)
-    progress(ProgressEvent("analysis", 0, 3, time.monotonic() - t0))
-    base, level = reg.resolve(model, quality, lmbda)
-    if domain == "auto":
-        from codec.domains.auto import choose_domain
-
-        domain, _ = choose_domain(reg, base.name, img, level)
-    if domain is not None:
-        base = reg.domain_model(base.name, domain)
-    x = to_tensor(img.rgb)
-    progress(ProgressEvent("entropy-coding", 1, 3, time.monotonic() - t0))
-    with canonical_compute():
-        out = base.compress(pad_image(x), level)
-    progress(ProgressEvent("verification", 2, 3, time.monotonic() - t0))
-    extra = {Field.SYMBOLS_HASH: symbols_hash(out["symbols"])} if out["symbols"] is not None else None
-    result = _finish(base, img, level, out["strings"], expected=None, registry=reg, extra_fields=extra)
-    progress(ProgressEvent("done", 3, 3, time.monotonic() - t0, result.bpp, result.psnr))
-    return result
+    img = load_input(image, max_pixels)
+    base, level = resolve_encode_model(reg, img, model, quality, lmbda, domain)
+    return encode_resolved(base, img, level, reg, progress)
 
 
 def build_container(
@@ -205,11 +241,12 @@ def _finish(
         decoded=decoded,
         bpp=len(data) * 8.0 / (img.width * img.height),
         psnr=psnr(ref, got),
+        domain=base.domain[0] if base.domain is not None else None,
     )
 
 
 def encode(
-    image: str | Path | bytes | Image.Image | CodecImage,
+    image: ImageInput,
     model: str = "default",
     quality: float | None = None,
     lmbda: float | None = None,

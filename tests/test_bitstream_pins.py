@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +24,11 @@ import pytest
 import torch
 from PIL import Image
 
-from codec.adaptation.encoder import adaptive_encode
+from codec.adaptation.encoder import adaptive_encode, resolve_config
 from codec.coder import encode_report, read_header
 from codec.domains.modules import adapter_state, attach
 from codec.domains.train import DomainTraining
+from codec.pipeline import EncodeRequest, encode
 from codec.zoo import Registry
 from tests.conftest import synthetic_rgb
 
@@ -71,7 +72,7 @@ def _gray() -> Image.Image:
     return Image.fromarray(synthetic_rgb(37, 42, seed=3)).convert("L")
 
 
-def _formula_domain(reg: Registry) -> str:
+def formula_domain(reg: Registry) -> str:
     """A stored domain adapter with fixed, formula-made weights (no training, no RNG)."""
     base = reg.get("default")
     net = attach(base.net, rank=2)
@@ -91,7 +92,7 @@ def _formula_domain(reg: Registry) -> str:
 @pytest.fixture(scope="module")
 def domain_registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Registry, str]:
     reg = Registry(domains_dir=tmp_path_factory.mktemp("pinned-domains"))
-    return reg, _formula_domain(reg)
+    return reg, formula_domain(reg)
 
 
 @pytest.fixture
@@ -128,6 +129,28 @@ def _cases(reg: Registry, domain_id: str) -> dict[str, Callable[[], bytes]]:
     }
 
 
+def _pipeline_cases(reg: Registry, domain_id: str) -> dict[str, Callable[[], bytes]]:
+    """The same encodes as :func:`_cases`, as requests to ``codec.pipeline.encode``."""
+    fast = EncodeRequest(quality=3, adaptation="fast", latent_iters=4, decoder_iters=3)
+    omp = resolve_config("fast", decoder="omp")
+    requests = {
+        "plain-q1": (_rgb, EncodeRequest(quality=1)),
+        "plain-q3.5": (_rgb, EncodeRequest(quality=3.5)),
+        "plain-lambda": (_rgb, EncodeRequest(lmbda=0.004)),
+        "plain-rgba-q2": (_rgba, EncodeRequest(quality=2)),
+        "plain-gray-q2": (_gray, EncodeRequest(quality=2)),
+        "domain-q3": (_rgb, EncodeRequest(quality=3, domain=domain_id)),
+        "domain-auto-q3": (_rgb, EncodeRequest(quality=3, domain="auto")),
+        "adaptive-fast": (_rgb, fast),
+        "adaptive-omp": (_rgb, EncodeRequest(quality=2, adaptation=omp, latent_iters=4, decoder_iters=3)),
+        "adaptive-domain": (_rgb, replace(fast, domain=domain_id)),
+    }
+    return {
+        name: (lambda image=image, req=req: encode(image(), req, registry=reg, device=CPU).data)
+        for name, (image, req) in requests.items()
+    }
+
+
 def _check(name: str, data: bytes) -> None:
     pin = PINS[name]
     assert hashlib.sha256(data).hexdigest()[:16] == pin.sha256, f"{name}: the bitstream changed"
@@ -145,6 +168,14 @@ def test_bitstream_is_byte_identical(name: str, domain_registry: tuple[Registry,
     _check(name, _cases(reg, domain_id)[name]())
 
 
+@pytest.mark.parametrize("name", list(PINS))
+def test_pipeline_gives_the_pinned_bytes(name: str, domain_registry: tuple[Registry, str], one_thread: None) -> None:
+    """``codec.pipeline.encode`` (the callers' entry point) makes exactly the library's bytes."""
+    _skip_unless_pinned_cpu(name)
+    reg, domain_id = domain_registry
+    _check(name, _pipeline_cases(reg, domain_id)[name]())
+
+
 def test_domain_cases_really_use_the_domain(domain_registry: tuple[Registry, str]) -> None:
     """The domain pins are only worth something if the adapter is in the bitstream."""
     reg, domain_id = domain_registry
@@ -158,7 +189,7 @@ def record(path: Path | None = None) -> dict[str, str]:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         reg = Registry(domains_dir=Path(tmp))
-        cases = _cases(reg, _formula_domain(reg))
+        cases = _cases(reg, formula_domain(reg))
         return {name: hashlib.sha256(fn()).hexdigest()[:16] for name, fn in cases.items()}
 
 

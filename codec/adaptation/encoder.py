@@ -17,67 +17,36 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
 from codec.adaptation import stages
 from codec.adaptation.adapters import AdapterSpec, dequantised_omp, pack_adapters, pack_omp
+from codec.adaptation.config import PRESETS, AdaptConfig
 from codec.bitstream import Field, Section
-from codec.coder import EncodeResult, _finish, encode_report, pad_image, to_tensor
+from codec.coder import (
+    EncodeResult,
+    ImageInput,
+    _finish,
+    encode_resolved,
+    load_input,
+    pad_image,
+    resolve_encode_model,
+    to_tensor,
+)
 from codec.determinism import best_device, canonical_compute
-from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage, load_image
+from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
 from codec.zoo.registry import BaseModel, InvalidQualityError, Registry, default_registry, symbols_hash
 
-LatentMode = Literal["none", "blr", "sga", "dr"]
-DecoderMode = Literal["none", "adapters", "omp"]
-
-
-@dataclass(frozen=True)
-class AdaptConfig:
-    latent: LatentMode = "sga"
-    latent_iters: int = 2000
-    latent_lr: float = 1e-3
-    decoder: DecoderMode = "adapters"
-    decoder_iters: int = 500
-    decoder_lr: float = 1e-3
-    lr_drop_at: float = 0.8  # learning rate x0.1 after this fraction of a stage (seed 001)
-    adapter_rank: int = 2
-    adapter_positions: tuple[int, ...] | None = None  # None: the architecture's default
-    adapter_init_std: float = 0.02
-    delta: float = 0.06  # quantisation interval of adapter weights
-    prior_scale: float = 0.05  # logistic prior scale for adapter weights
-    dr_beta: float = 1.0
-    dr_samples: int = 20
-    dr_dropout: float = 0.5
-    time_budget_s: float | None = None
-    early_stop_patience: int = 0  # iterations without relative improvement > tol; 0 = off
-    early_stop_tol: float = 1e-3
-    amp: bool = True  # bf16 autocast of the synthesis transform on GPUs that support it (rates stay fp32)
-    seed: int = 0
-
-
-PRESETS: dict[str, AdaptConfig] = {
-    "none": AdaptConfig(latent="none", latent_iters=0, decoder="none", decoder_iters=0),
-    "fast": AdaptConfig(
-        latent="sga", latent_iters=250, latent_lr=5e-3, decoder="adapters", decoder_iters=100, decoder_lr=5e-3
-    ),
-    "balanced": AdaptConfig(
-        latent="dr", latent_iters=600, latent_lr=3e-3, decoder="adapters", decoder_iters=200, decoder_lr=3e-3
-    ),
-    "paper": AdaptConfig(latent="sga", latent_iters=2000, latent_lr=1e-3, decoder="adapters", decoder_iters=500),
-    "max": AdaptConfig(latent="dr", latent_iters=2000, latent_lr=1e-3, decoder="adapters", decoder_iters=500),
-}
-
 
 def resolve_config(config: AdaptConfig | str, **overrides: object) -> AdaptConfig:
+    """A preset (by name, from :data:`codec.adaptation.config.PRESETS`) or a config, with the
+    overrides that are not None replacing its fields."""
     if isinstance(config, str):
         if config not in PRESETS:
             raise InvalidQualityError(f"unknown adaptation preset {config!r}; presets: {', '.join(PRESETS)}")
@@ -93,6 +62,12 @@ class AdaptiveResult:
     stage_seconds: dict[str, float]
     curve: list[tuple[str, int, float, float]] = field(default_factory=list)  # (stage, iter, elapsed, est. loss)
     points: dict[str, tuple[float, float]] = field(default_factory=dict)  # candidate -> (bpp, PSNR), real files
+
+    @property
+    def rd_saving_pct(self) -> float:
+        """How much lower the chosen file's real RD cost is than the plain encode's, in percent."""
+        plain = self.costs["plain"]
+        return 100.0 * (1.0 - self.costs[self.choice] / plain) if plain > 0 else 0.0
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -217,13 +192,7 @@ class AdaptiveEncoder:
         cfg = self.cfg
         stage_s: dict[str, float] = {}
         t = time.monotonic()
-        plain = encode_report(
-            self.img,
-            model=self.base.name,
-            quality=self.level + 1.0,
-            registry=self.registry,
-            domain=self.base.domain[0] if self.base.domain else None,
-        )
+        plain = encode_resolved(self.base, self.img, self.level, self.registry)
         stage_s["plain"] = time.monotonic() - t
         candidates = {"plain": plain}
         if cfg.latent != "none" and cfg.latent_iters > 0:
@@ -257,8 +226,28 @@ class AdaptiveEncoder:
         return AdaptiveResult(candidates[choice], choice, costs, stage_s, self.curve, points)
 
 
+def encode_with_config(
+    base: BaseModel,
+    img: CodecImage,
+    level: float,
+    cfg: AdaptConfig,
+    registry: Registry,
+    progress: ProgressCallback = no_progress,
+    device: torch.device | None = None,
+) -> AdaptiveResult:
+    """The one plain-or-adaptive branch, for a resolved model (``codec.coder.resolve_encode_model``).
+
+    A config without stages is the plain encode, for any model; its single candidate's real RD cost
+    is still reported, so every result compares with the plain encode the same way."""
+    if cfg.is_plain:
+        res = encode_resolved(base, img, level, registry, progress)
+        cost = _real_cost(res, img, base.lmbda_at(level))
+        return AdaptiveResult(res, "plain", {"plain": cost}, {}, points={"plain": (res.bpp, res.psnr)})
+    return AdaptiveEncoder(base, img, level, cfg, device or best_device(), progress, registry).run()
+
+
 def adaptive_encode(
-    image: str | Path | bytes | Image.Image | CodecImage,
+    image: ImageInput,
     model: str = "default",
     quality: float | None = None,
     lmbda: float | None = None,
@@ -271,20 +260,11 @@ def adaptive_encode(
     domain: str | None = None,
     **overrides: object,
 ) -> AdaptiveResult:
-    """Encode with content adaptation; see the module notes. ``overrides`` replace config fields."""
+    """Encode with content adaptation; see the module notes. ``overrides`` replace config fields.
+
+    The library form of ``codec.pipeline.encode`` (which also gives the metrics a service reports)."""
     cfg = resolve_config(config, **overrides)
     reg = registry or default_registry()
-    img = image if isinstance(image, CodecImage) else load_image(image, max_pixels=max_pixels)
-    base, level = reg.resolve(model, quality, lmbda)
-    if domain == "auto":
-        from codec.domains.auto import choose_domain
-
-        domain, _ = choose_domain(reg, base.name, img, level)
-    if domain is not None:
-        base = reg.domain_model(base.name, domain)
-    if cfg.latent == "none" and cfg.decoder == "none":
-        res = encode_report(img, model=model, quality=level + 1.0, registry=reg, progress=progress, domain=domain)
-        cost = _real_cost(res, img, base.lmbda_at(level))
-        return AdaptiveResult(res, "plain", {"plain": cost}, {}, points={"plain": (res.bpp, res.psnr)})
-    enc = AdaptiveEncoder(base, img, level, cfg, device or best_device(), progress, reg)
-    return enc.run()
+    img = load_input(image, max_pixels)
+    base, level = resolve_encode_model(reg, img, model, quality, lmbda, domain)
+    return encode_with_config(base, img, level, cfg, reg, progress, device)

@@ -26,12 +26,19 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from codec.adaptation.config import PRESET_NAMES
+from codec.coder import decode_image
 from codec.datasets import DOMAINS, bench_images, datasets_root, list_images
 from codec.evaluation.bd import bd_psnr, bd_rate, format_bd
-from codec.evaluation.conventional import CODECS
+from codec.evaluation.conventional import CODECS, Codec
 from codec.metrics import ms_ssim, psnr
+from codec.pipeline import EncodeRequest, encode
+from codec.zoo import ModelError, default_registry
 
 OURS = "udic"
+# fn(rgb, setting) -> (file bytes, decoded rgb, encode seconds, decode seconds)
+CodeFn = Callable[[np.ndarray, float], tuple[bytes, np.ndarray, float, float]]
+Runner = tuple[str, list[float], CodeFn, Callable[[float], str]]  # label, settings, fn, describe(setting)
 FIELDS = [
     "domain",
     "codec",
@@ -76,18 +83,12 @@ def _row(
     }
 
 
-def our_points(name: str, qualities: list[float], adapt: str) -> tuple[str, list[float], Callable]:  # type: ignore[type-arg]
+def our_points(name: str, qualities: list[float], adapt: str) -> tuple[str, list[float], CodeFn]:
     """(codec label, settings, fn(rgb, q) -> (bytes, decoded, enc_s, dec_s)) for our codec."""
-    from codec.coder import decode_image, encode_report
 
     def run(rgb: np.ndarray, q: float) -> tuple[bytes, np.ndarray, float, float]:
         t = time.perf_counter()
-        if adapt == "none":
-            data = encode_report(Image.fromarray(rgb), model=name, quality=q).data
-        else:
-            from codec.adaptation.encoder import adaptive_encode
-
-            data = adaptive_encode(Image.fromarray(rgb), model=name, quality=q, config=adapt).result.data
+        data = encode(Image.fromarray(rgb), EncodeRequest(model=name, quality=q, adaptation=adapt)).data
         enc = time.perf_counter() - t
         t = time.perf_counter()
         dec = decode_image(data).rgb
@@ -230,7 +231,7 @@ def kodak_full(out: Path, qualities: list[float], model: str) -> dict[str, objec
     return {"vs_vvc": table, "curves": cv}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="udic eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -239,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--codecs", nargs="+", default=list(CODECS), choices=list(CODECS))
     ap.add_argument("--model", default="default")
     ap.add_argument("--qualities", type=float, nargs="+", default=[1, 2, 3, 4, 5, 6])
-    ap.add_argument("--adapt", nargs="*", default=[], help="adaptive presets of ours to add (e.g. fast)")
+    ap.add_argument(
+        "--adapt", nargs="*", default=[], choices=PRESET_NAMES, help="adaptive presets of ours to add (e.g. fast)"
+    )
     ap.add_argument(
         "--zoo",
         nargs="*",
@@ -248,20 +251,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--kodak-full", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("results/eval"))
-    args = ap.parse_args(argv)
-    if datasets_root() is None:
-        raise SystemExit("udic eval: error: ../shared/datasets not found (set UDIC_DATASETS)")
-    args.out.mkdir(parents=True, exist_ok=True)
+    return ap
 
-    runners: list[tuple[str, list[float], Callable, Callable[[float], str]]] = []  # type: ignore[type-arg]
+
+def _conventional(codec: Codec) -> CodeFn:
+    def run(rgb: np.ndarray, s: float) -> tuple[bytes, np.ndarray, float, float]:
+        t = time.perf_counter()
+        data = codec.encode(rgb, s)
+        enc = time.perf_counter() - t
+        t = time.perf_counter()
+        dec = codec.decode(data, rgb.shape[1], rgb.shape[0])
+        return data, dec, enc, time.perf_counter() - t
+
+    return run
+
+
+def _runners(args: argparse.Namespace) -> list[Runner]:
+    """Ours (plain first: the BD anchor), our adaptive presets, the zoo models here, the conventional codecs."""
+    runners: list[Runner] = []
     label, qs, fn = our_points(args.model, args.qualities, "none")
     runners.append((label, qs, fn, lambda q: f"udic {args.model} quality={q:g} (plain)"))
     for preset in args.adapt:
         label, qs, fn = our_points(args.model, args.qualities, preset)
         runners.append((label, qs, fn, lambda q, p=preset: f"udic {args.model} quality={q:g} adaptation={p}"))
     for zoo in args.zoo:
-        from codec.zoo import ModelError, default_registry
-
         try:
             default_registry().get(zoo, 1)
         except ModelError as exc:
@@ -271,18 +284,13 @@ def main(argv: list[str] | None = None) -> int:
         runners.append((f"compressai-{zoo}", qs, fn, lambda q, z=zoo: f"CompressAI {z} quality={q:g} (pretrained)"))
     for name in args.codecs:
         codec = CODECS[name]
+        runners.append((name, list(codec.settings), _conventional(codec), codec.describe))
+    return runners
 
-        def conv(rgb: np.ndarray, s: float, c=codec) -> tuple[bytes, np.ndarray, float, float]:  # type: ignore[no-untyped-def]
-            t = time.perf_counter()
-            data = c.encode(rgb, s)
-            enc = time.perf_counter() - t
-            t = time.perf_counter()
-            dec = c.decode(data, rgb.shape[1], rgb.shape[0])
-            return data, dec, enc, time.perf_counter() - t
 
-        runners.append((name, list(codec.settings), conv, codec.describe))
-
-    images = {d: bench_images(d, args.images) for d in args.domains}
+def _measure(domains: list[str], n_images: int, runners: list[Runner]) -> list[dict[str, object]]:
+    """One row per (domain, crop, codec, setting), plus the published VTM rows for the same crops."""
+    images = {d: bench_images(d, n_images) for d in domains}
     total = sum(len(v) for v in images.values()) * sum(len(r[1]) for r in runners)
     rows: list[dict[str, object]] = []
     bar = tqdm(total=total, desc="eval", unit="enc")
@@ -297,26 +305,38 @@ def main(argv: list[str] | None = None) -> int:
         names = {b.name for b in crops}
         rows += [r for r in vtm_reference(domain) if r["image"] in names]
     bar.close()
+    return rows
+
+
+def _domain_summary(domain: str, rows: list[dict[str, object]], anchor: str, args: argparse.Namespace) -> object:
+    """BD tables of one domain against our plain encode and VTM; plotted and printed."""
+    cv = curves([r for r in rows if r["domain"] == domain])
+    vs_ours, vs_vvc = bd_table(cv, anchor), bd_table(cv, "vtm444-ref")
+    plot(cv, f"{domain}: bench-256, {args.images} crops", args.out / "plots" / f"{domain}.png")
+    print(f"\n== {domain} ({args.images} crops of 256x256): BD-rate % (negative = fewer bits than the anchor)")
+    print(f"  {'codec':26s} {'vs ' + anchor:>12s} {'vs VTM 4:4:4':>14s}   note")
+    for c in cv:
+        note = CODECS[c].note if c in CODECS else ("published reference" if c == "vtm444-ref" else "")
+        print(
+            f"  {c:26s} {vs_ours.get(c, {}).get('bd_rate_pct', '-'):>12s} "
+            f"{vs_vvc.get(c, {}).get('bd_rate_pct', '-'):>14s}   {note}"
+        )
+    return {"vs_" + anchor: vs_ours, "vs_vtm444": vs_vvc}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if datasets_root() is None:
+        raise SystemExit("udic eval: error: ../shared/datasets not found (set UDIC_DATASETS)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    runners = _runners(args)
+    rows = _measure(args.domains, args.images, runners)
     with open(args.out / "points.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
-
-    summary: dict[str, object] = {}
     anchor = runners[0][0]
-    for domain in args.domains:
-        cv = curves([r for r in rows if r["domain"] == domain])
-        vs_ours, vs_vvc = bd_table(cv, anchor), bd_table(cv, "vtm444-ref")
-        summary[domain] = {"vs_" + anchor: vs_ours, "vs_vtm444": vs_vvc}
-        plot(cv, f"{domain}: bench-256, {args.images} crops", args.out / "plots" / f"{domain}.png")
-        print(f"\n== {domain} ({args.images} crops of 256x256): BD-rate % (negative = fewer bits than the anchor)")
-        print(f"  {'codec':26s} {'vs ' + anchor:>12s} {'vs VTM 4:4:4':>14s}   note")
-        for c in cv:
-            note = CODECS[c].note if c in CODECS else ("published reference" if c == "vtm444-ref" else "")
-            print(
-                f"  {c:26s} {vs_ours.get(c, {}).get('bd_rate_pct', '-'):>12s} "
-                f"{vs_vvc.get(c, {}).get('bd_rate_pct', '-'):>14s}   {note}"
-            )
+    summary: dict[str, object] = {domain: _domain_summary(domain, rows, anchor, args) for domain in args.domains}
     if args.kodak_full:
         summary["kodak_full"] = kodak_full(args.out, args.qualities, args.model)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
