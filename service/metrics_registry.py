@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from rq import Queue
 
@@ -39,7 +39,7 @@ def set_resources(res: JobSources) -> None:
 
 
 class RedisJobCollector(Collector):
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         res = _current["res"]
         if res is None:
             return

@@ -19,10 +19,16 @@ import json
 from typing import Any, cast
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from udic_jobs.records import JobRecord, encode_field, now
 
 ENCODE_SECONDS_KEPT = 1000
+
+
+def _fields(values: dict[str, str]) -> dict[FieldT, EncodableT]:
+    """The same hash fields, typed as redis-py's ``hset`` takes them (its Mapping is invariant)."""
+    return dict(values.items())
 
 
 class JobStore:
@@ -44,7 +50,7 @@ class JobStore:
     # --- records ------------------------------------------------------------------------
     def create(self, rec: JobRecord) -> None:
         with self.r.pipeline() as p:
-            p.hset(self.key(rec.id), mapping=rec.to_redis())
+            p.hset(self.key(rec.id), mapping=_fields(rec.to_redis()))
             p.expire(self.key(rec.id), self.retention_s)
             p.zadd(self.owner_key(rec.owner), {rec.id: rec.created_at})
             p.expire(self.owner_key(rec.owner), self.retention_s)
@@ -61,7 +67,7 @@ class JobStore:
         return [rec for rec in recs if rec is not None]
 
     def update(self, job_id: str, **fields: Any) -> None:
-        mapping = {k: encode_field(k, v) for k, v in fields.items()}
+        mapping = _fields({k: encode_field(k, v) for k, v in fields.items()})
         if not self.r.exists(self.key(job_id)):
             return  # expired or deleted: never resurrect a partial record
         self.r.hset(self.key(job_id), mapping=mapping)

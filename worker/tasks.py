@@ -21,7 +21,9 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from codec.bitstream import BitstreamError
-from codec.imageio import CodecImage, ImageInputError
+from codec.domains.train import train_domain
+from codec.imageio import CodecImage, ImageInputError, load_image
+from codec.models.gained import GainedMeanScaleHyperprior
 from codec.pipeline import EncodeRequest, encode
 from codec.zoo import ModelError
 from service.core.config import Settings, get_settings
@@ -180,8 +182,6 @@ def train_domain_job(job_id: str) -> dict[str, Any]:
 
 
 def _load_samples(storage: Storage, job_id: str, opts: DomainPayload, max_pixels: int) -> list[CodecImage]:
-    from codec.imageio import ImageInputError, load_image
-
     try:
         return [load_image(storage.get(key), max_pixels=max_pixels) for key in input_keys(job_id, opts)]
     except KeyError:
@@ -191,8 +191,6 @@ def _load_samples(storage: Storage, job_id: str, opts: DomainPayload, max_pixels
 
 
 def _train_domain(job_id: str, settings: Settings, rq_job: Any, store: JobStore) -> dict[str, Any]:
-    from codec.domains.train import train_domain
-
     storage = storage_from_settings(settings)
     rec = store.get(job_id)
     if rec is None:
@@ -205,6 +203,8 @@ def _train_domain(job_id: str, settings: Settings, rq_job: Any, store: JobStore)
 
     reg = registry()
     base = reg.get(opts.model or settings.default_model)
+    if not isinstance(base.net, GainedMeanScaleHyperprior):  # the API queues only variable-rate models
+        raise JobInputError(f"domain adapters need a variable-rate model, not {base.name}")
     cap = settings.job_timeout_s * 0.8
     trained = train_domain(
         base.net,

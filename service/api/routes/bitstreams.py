@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -16,7 +17,9 @@ from service.metrics_registry import DECODE_SECONDS
 router = APIRouter(tags=["bitstreams"])
 log = logging.getLogger("udic.api")
 
-PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "the decoded image (PNG)"}}
+PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "the decoded image (PNG)"}
+}
 
 
 def _finished_bitstream(res: Resources, job_id: str, owner: str) -> bytes:
