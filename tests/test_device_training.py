@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,18 @@ def test_the_pack_is_seeded_lossless_and_a_smaller_budget_is_a_prefix(tmp_path: 
         expected = src[info["y"] : info["y"] + 64, info["x"] : info["x"] + 64]
         assert crop.dtype == torch.uint8 and crop.shape == (3, 64, 64)
         assert np.array_equal(crop.permute(1, 2, 0).numpy(), expected)  # lossless
+
+
+def test_originals_keep_jpeg_sources_whole_and_byte_for_byte(tmp_path: Path, no_datasets: Path) -> None:
+    photos = _images(tmp_path / "photos", [(72, 80)])
+    Image.fromarray(np.full((70, 90, 3), 120, np.uint8)).save(photos / "photo.jpg", quality=92)
+    m = build_pack(tmp_path / "o.zip", [photos], 0.1, size=64, extras=[], with_eval=False, originals=True)
+    whole = [c for c in m["crops"] if c["source"] == "photos/photo.jpg"]
+    assert len(whole) == 1 and (whole[0]["w"], whole[0]["h"]) == (90, 70)  # once, uncropped
+    with zipfile.ZipFile(tmp_path / "o.zip") as zf:
+        assert zf.read(whole[0]["file"]) == (photos / "photo.jpg").read_bytes()
+    shapes = {tuple(c.shape) for c in load_pack(tmp_path / "o.zip").crops}
+    assert shapes == {(3, 64, 64), (3, 70, 90)}
 
 
 def test_the_pack_carries_the_kodak_bench_crops_and_whole_extras(tmp_path: Path, monkeypatch) -> None:

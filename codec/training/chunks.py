@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 PART_BYTES = 15 << 20
 
@@ -40,7 +41,7 @@ def split(src: Path, dest: Path, part_bytes: int = PART_BYTES) -> Path:
     for old in dest.glob(f"{src.name}.part*"):
         old.unlink()
     whole = hashlib.sha256()
-    parts = []
+    parts: list[dict[str, Any]] = []
     with open(src, "rb") as f:
         while True:
             data = f.read(part_bytes)

@@ -58,8 +58,13 @@ def encode_crop(rgb: np.ndarray, jpeg_quality: int = 0) -> tuple[bytes, str]:
     return buf.getvalue(), "webp"
 
 
-def random_crops(folders: list[Path], size: int, seed: int) -> Iterator[tuple[str, int, int, np.ndarray]]:
-    """Endless (source, x, y, crop): rounds over a seeded shuffle of the images at least ``size`` on each side."""
+def random_crops(
+    folders: list[Path], size: int, seed: int, originals: bool = False
+) -> Iterator[tuple[Path, int, int, np.ndarray | None]]:
+    """Endless (source, x, y, crop): rounds over a seeded shuffle of the images at least ``size`` on each side.
+
+    With ``originals``, a JPEG source comes once, whole, with no crop (None): its file is stored as it is.
+    """
     gen = random.Random(seed)
     paths = [p for folder in folders for p in list_images(folder)]
     gen.shuffle(paths)
@@ -72,9 +77,12 @@ def random_crops(folders: list[Path], size: int, seed: int) -> Iterator[tuple[st
             h, w = rgb.shape[:2]
             if min(h, w) < size:
                 continue
+            if originals and path.suffix.lower() in {".jpg", ".jpeg"}:
+                yield path, 0, 0, None
+                continue
             kept.append(path)
             y, x = gen.randrange(h - size + 1), gen.randrange(w - size + 1)
-            yield f"{path.parent.name}/{path.name}", x, y, rgb[y : y + size, x : x + size].copy()
+            yield path, x, y, rgb[y : y + size, x : x + size].copy()
         usable = kept
 
 
@@ -106,25 +114,32 @@ def build_pack(
     jpeg_quality: int = 0,
     extras: list[str] | None = None,
     with_eval: bool = True,
+    originals: bool = False,
 ) -> dict:
-    """Write the pack (atomically) and return its manifest; stops at the first crop that would pass ``max_mib``."""
+    """Write the pack (atomically) and return its manifest; stops at the first crop that would pass ``max_mib``.
+
+    ``originals``: JPEG sources go in whole and byte for byte (3.7 bits per pixel here, no new loss) instead of
+    as crops; the PNG sources still give lossless crops.
+    """
     fixed, info = _fixed_members(datasets_root(), list(DEFAULT_EXTRAS if extras is None else extras), with_eval)
     budget = int(max_mib * MIB) - sum(len(v) for v in fixed.values()) - 8192  # manifest head, zip directory end
-    crops, used = [], 0
+    crops: list[dict] = []
+    used = 0
     members: dict[str, bytes] = {}
-    for src, x, y, rgb in random_crops(folders, size, seed):
-        data, ext = encode_crop(rgb, jpeg_quality)
+    for src, x, y, rgb in random_crops(folders, size, seed, originals):
+        data, ext = encode_crop(rgb, jpeg_quality) if rgb is not None else (src.read_bytes(), src.suffix[1:].lower())
         if used + len(data) + 256 > budget:  # 256: its manifest entry and zip headers
             break
         name = f"crops/{len(crops):06d}.{ext}"
         members[name] = data
-        crops.append({"file": name, "source": src, "x": x, "y": y})
+        w, h = _image_size(src) if rgb is None else (size, size)
+        crops.append({"file": name, "source": f"{src.parent.name}/{src.name}", "x": x, "y": y, "w": w, "h": h})
         used += len(data) + 256
     manifest = {
         "version": 1,
         "seed": seed,
         "size": size,
-        "format": f"jpeg-q{jpeg_quality}" if jpeg_quality else "webp-lossless",
+        "format": (f"jpeg-q{jpeg_quality}" if jpeg_quality else "webp-lossless") + ("+jpeg-originals" * originals),
         "folders": [str(f) for f in folders],
         "crops": crops,
         **info,
@@ -137,6 +152,11 @@ def build_pack(
             zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
     tmp.replace(out)
     return manifest
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.size
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -179,15 +199,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jpeg", type=int, default=0, metavar="Q", help="store JPEG 4:4:4 of quality Q, not lossless")
     ap.add_argument("--extras", nargs="*", default=None, help="whole Kodak images to add (default: kodim23)")
     ap.add_argument("--no-eval", action="store_true", help="leave out the Kodak bench crops")
+    ap.add_argument("--originals", action="store_true", help="JPEG sources whole, byte for byte, not cropped")
     args = ap.parse_args(argv)
     root = datasets_root()
     folders = args.data or ([root / f for f in DEFAULT_FOLDERS] if root else [])
     if not folders or not all(f.is_dir() for f in folders):
         raise SystemExit("training photos not found: pass --data or put ../shared/datasets beside the repo")
-    m = build_pack(args.out, folders, args.max_mib, args.size, args.seed, args.jpeg, args.extras, not args.no_eval)
+    m = build_pack(
+        args.out, folders, args.max_mib, args.size, args.seed, args.jpeg, args.extras, not args.no_eval, args.originals
+    )
     mib = args.out.stat().st_size / MIB
+    whole = sum(c["w"] != args.size or c["h"] != args.size for c in m["crops"])
+    mpx = sum(c["w"] * c["h"] for c in m["crops"]) / 1e6
     print(
-        f"wrote {args.out}: {len(m['crops'])} crops of {args.size}x{args.size} ({m['format']}), "
+        f"wrote {args.out}: {len(m['crops']) - whole} crops of {args.size}x{args.size} and {whole} whole images "
+        f"({m['format']}; {mpx:.1f} Mpixels), "
         f"{len(m['eval'])} eval crops, {len(m['extras'])} extra images; {mib:.2f} MiB"
     )
 
