@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Never
 
 from tqdm import tqdm
 
@@ -55,11 +55,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _iteration_bar(src: Path, quiet: bool) -> tuple[tqdm[None], ProgressCallback]:
+def _iteration_bar(src: Path, quiet: bool) -> tuple[tqdm[Never], ProgressCallback]:
     """A tqdm bar over the optimisation steps of an adaptive encode, and the callback that drives it."""
-    bar: tqdm[None] = tqdm(
-        desc=f"{src.name}: adapting", unit="it", disable=quiet, file=sys.stderr, leave=False, mininterval=0.5
-    )
+    bar = tqdm(desc=f"{src.name}: adapting", unit="it", disable=quiet, file=sys.stderr, leave=False, mininterval=0.5)
     stage = {"now": ""}
 
     def show(ev: ProgressEvent) -> None:
@@ -167,12 +165,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train_domain(args: argparse.Namespace) -> int:
     from codec.domains.train import train_domain
     from codec.imageio import load_image
+    from codec.models.gained import GainedMeanScaleHyperprior
     from codec.zoo import default_registry
 
     if not 2 <= len(args.images) <= 200:
         raise CliError("give 2-200 sample images (5-25 recommended)")
     reg = default_registry()
     base = reg.get(args.model)
+    if not isinstance(base.net, GainedMeanScaleHyperprior):
+        raise CliError(f"domain adapters need a variable-rate model (like 'default'), not {base.name}")
     images = [load_image(p) for p in args.images]
     trained = train_domain(
         base.net,

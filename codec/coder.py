@@ -159,7 +159,9 @@ def encode_resolved(
     with canonical_compute():
         out = base.compress(pad_image(x), level)
     progress(ProgressEvent("verification", 2, 3, time.monotonic() - t0))
-    extra = {Field.SYMBOLS_HASH: symbols_hash(out["symbols"])} if out["symbols"] is not None else None
+    extra: dict[int, bytes] | None = None
+    if out["symbols"] is not None:
+        extra = {Field.SYMBOLS_HASH: symbols_hash(out["symbols"])}
     result = _finish(base, img, level, out["strings"], expected=None, registry=registry, extra_fields=extra)
     progress(ProgressEvent("done", 3, 3, time.monotonic() - t0, result.bpp, result.psnr))
     return result
@@ -314,6 +316,7 @@ def decode_image(data: bytes, registry: Registry | None = None) -> CodecImage:
     shape = (hp // PAD_MULTIPLE, wp // PAD_MULTIPLE)
     strings = [[c.section(Section.Y)], [c.section(Section.Z)]]
     adapted = Section.ADAPTERS in c.sections or Section.OMP in c.sections
+    symbols: list[torch.Tensor] | None
     with canonical_compute():
         try:
             if adapted:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from codec.adaptation.encoder import adaptive_encode, resolve_config
 from codec.coder import encode_report, read_header
 from codec.domains.modules import adapter_state, attach
 from codec.domains.train import DomainTraining
+from codec.models.gained import GainedMeanScaleHyperprior
 from codec.pipeline import EncodeRequest, encode
 from codec.zoo import Registry
 from tests.conftest import synthetic_rgb
@@ -75,6 +77,7 @@ def _gray() -> Image.Image:
 def formula_domain(reg: Registry) -> str:
     """A stored domain adapter with fixed, formula-made weights (no training, no RNG)."""
     base = reg.get("default")
+    assert isinstance(base.net, GainedMeanScaleHyperprior)
     net = attach(base.net, rank=2)
     with torch.no_grad():
         trainable = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
@@ -111,7 +114,7 @@ CPU = torch.device("cpu")
 
 def _cases(reg: Registry, domain_id: str) -> dict[str, Callable[[], bytes]]:
     """Each pinned encode through the pre-refactor public API (encode_report / adaptive_encode)."""
-    tiny = {"latent_iters": 4, "decoder_iters": 3, "device": CPU}
+    fast = partial(adaptive_encode, config="fast", latent_iters=4, decoder_iters=3, device=CPU)
     return {
         "plain-q1": lambda: encode_report(_rgb(), quality=1).data,
         "plain-q3.5": lambda: encode_report(_rgb(), quality=3.5).data,
@@ -121,11 +124,9 @@ def _cases(reg: Registry, domain_id: str) -> dict[str, Callable[[], bytes]]:
         "domain-q3": lambda: encode_report(_rgb(), quality=3, registry=reg, domain=domain_id).data,
         # the formula adapter codes this image worse than the base, so auto must pick no domain
         "domain-auto-q3": lambda: encode_report(_rgb(), quality=3, registry=reg, domain="auto").data,
-        "adaptive-fast": lambda: adaptive_encode(_rgb(), quality=3, config="fast", **tiny).result.data,
-        "adaptive-omp": lambda: adaptive_encode(_rgb(), quality=2, config="fast", decoder="omp", **tiny).result.data,
-        "adaptive-domain": lambda: (
-            adaptive_encode(_rgb(), quality=3, config="fast", registry=reg, domain=domain_id, **tiny).result.data
-        ),
+        "adaptive-fast": lambda: fast(_rgb(), quality=3).result.data,
+        "adaptive-omp": lambda: fast(_rgb(), quality=2, decoder="omp").result.data,
+        "adaptive-domain": lambda: fast(_rgb(), quality=3, registry=reg, domain=domain_id).result.data,
     }
 
 
@@ -145,10 +146,11 @@ def _pipeline_cases(reg: Registry, domain_id: str) -> dict[str, Callable[[], byt
         "adaptive-omp": (_rgb, EncodeRequest(quality=2, adaptation=omp, latent_iters=4, decoder_iters=3)),
         "adaptive-domain": (_rgb, replace(fast, domain=domain_id)),
     }
-    return {
-        name: (lambda image=image, req=req: encode(image(), req, registry=reg, device=CPU).data)
-        for name, (image, req) in requests.items()
-    }
+    return {name: partial(_encode_bytes, image, req, reg) for name, (image, req) in requests.items()}
+
+
+def _encode_bytes(image: Callable[[], Image.Image], request: EncodeRequest, reg: Registry) -> bytes:
+    return encode(image(), request, registry=reg, device=CPU).data
 
 
 def _check(name: str, data: bytes) -> None:

@@ -46,7 +46,7 @@ def test_cli_keeps_the_domain_with_adapt(
     monkeypatch.setattr(pipeline, "default_registry", lambda: reg)
     src, out = tmp_path / "p.png", tmp_path / "p.udic"
     picture.save(src)
-    args = ["encode", src, "-o", out, "-q", "3", "--adapt", "fast", "--domain", domain_id, "--quiet"]
+    args: list[str | Path] = ["encode", src, "-o", out, "-q", "3", "--adapt", "fast", "--domain", domain_id, "--quiet"]
     proc = udic(*args, "--latent-iters", "3", "--decoder-iters", "2")
     assert proc.returncode == 0, proc.stderr
     assert read_header(out.read_bytes())["domain"] == domain_id

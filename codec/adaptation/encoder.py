@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 import torch
@@ -112,6 +113,7 @@ class AdaptiveEncoder:
                 f"adaptive encoding supports the variable-rate models (like 'default'), not {base.name}"
             )
         self.base, self.img, self.level, self.cfg = base, img, level, cfg
+        self.base_net: GainedMeanScaleHyperprior = base.net  # on the CPU: the final coding runs there
         self.device, self.progress, self.registry = device, progress, registry
         self.net: GainedMeanScaleHyperprior = base.net if device.type == "cpu" else copy.deepcopy(base.net).to(device)
         self.lmbda = base.lmbda_at(level)
@@ -157,18 +159,20 @@ class AdaptiveEncoder:
         self, yg: Tensor, z: Tensor, extra_sections: dict[int, bytes] | None, extra_symbols: list[int] | None = None
     ) -> EncodeResult:
         """Entropy-code refined latents in canonical mode and verify by decoding."""
-        net = self.base.net
+        net = self.base_net
         yg, z = yg.detach().cpu(), z.detach().cpu()
         q = torch.tensor([self.level], dtype=torch.float32)
         with canonical_compute():
             out = net.compress_gained(yg, z, q)
-        symbols = out["symbols"] + ([torch.tensor(extra_symbols, dtype=torch.int32)] if extra_symbols else [])
-        extra = {Field.SYMBOLS_HASH: symbols_hash(symbols)}
+        strings = cast(list[list[bytes]], out["strings"])  # the model's dict is typed loosely
+        symbols = cast(list[Tensor], out["symbols"])
+        symbols = symbols + ([torch.tensor(extra_symbols, dtype=torch.int32)] if extra_symbols else [])
+        extra: dict[int, bytes] = {Field.SYMBOLS_HASH: symbols_hash(symbols)}
         return _finish(
             self.base,
             self.img,
             self.level,
-            out["strings"],
+            strings,
             expected=None,
             registry=self.registry,
             extra_fields=extra,

@@ -207,8 +207,8 @@ def kodak_full(out: Path, qualities: list[float], model: str) -> dict[str, objec
     for path in tqdm(files, desc="kodak full", unit="img"):
         with Image.open(path) as im:
             rgb = np.asarray(im.convert("RGB"))
-        for q in settings:
-            data, dec, _, _ = run(rgb, q)
+        for quality in settings:
+            data, dec, _, _ = run(rgb, quality)
             rows.append(
                 {
                     "codec": label,
@@ -266,14 +266,23 @@ def _conventional(codec: Codec) -> CodeFn:
     return run
 
 
+def _ours_text(model: str, adaptation: str) -> Callable[[float], str]:
+    how = "(plain)" if adaptation == "none" else f"adaptation={adaptation}"
+    return lambda q: f"udic {model} quality={q:g} {how}"
+
+
+def _zoo_text(zoo: str) -> Callable[[float], str]:
+    return lambda q: f"CompressAI {zoo} quality={q:g} (pretrained)"
+
+
 def _runners(args: argparse.Namespace) -> list[Runner]:
     """Ours (plain first: the BD anchor), our adaptive presets, the zoo models here, the conventional codecs."""
     runners: list[Runner] = []
     label, qs, fn = our_points(args.model, args.qualities, "none")
-    runners.append((label, qs, fn, lambda q: f"udic {args.model} quality={q:g} (plain)"))
+    runners.append((label, qs, fn, _ours_text(args.model, "none")))
     for preset in args.adapt:
         label, qs, fn = our_points(args.model, args.qualities, preset)
-        runners.append((label, qs, fn, lambda q, p=preset: f"udic {args.model} quality={q:g} adaptation={p}"))
+        runners.append((label, qs, fn, _ours_text(args.model, preset)))
     for zoo in args.zoo:
         try:
             default_registry().get(zoo, 1)
@@ -281,7 +290,7 @@ def _runners(args: argparse.Namespace) -> list[Runner]:
             print(f"skipping {zoo}: {exc}")
             continue
         label, qs, fn = our_points(zoo, [1, 2, 3, 4, 5, 6], "none")
-        runners.append((f"compressai-{zoo}", qs, fn, lambda q, z=zoo: f"CompressAI {z} quality={q:g} (pretrained)"))
+        runners.append((f"compressai-{zoo}", qs, fn, _zoo_text(zoo)))
     for name in args.codecs:
         codec = CODECS[name]
         runners.append((name, list(codec.settings), _conventional(codec), codec.describe))
