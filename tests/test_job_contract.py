@@ -65,6 +65,8 @@ def test_blob_keys() -> None:
     assert input_keys("j", parse_payload(LEGACY_ENCODE)) == ["uploads/j"]
     assert input_keys("j", parse_payload(LEGACY_DOMAIN)) == [sample_key("j", i) for i in range(5)]
     assert sample_key("j", 0) == "uploads/j/0"
+    rec = JobRecord.queued("j", "alice", EncodePayload(), upload_bytes=3)
+    assert (rec.state, rec.upload_key, rec.upload_bytes) == ("queued", "uploads/j", 3) and rec.created_at > 0
 
 
 def test_task_names_resolve_to_worker_functions() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from udic_jobs.payloads import JobPayload, parse_payload
+from udic_jobs.storage import upload_key
 
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL = frozenset({"finished", "failed", "cancelled"})
@@ -57,6 +58,12 @@ class JobRecord:
     started_at: float = 0.0
     finished_at: float = 0.0
     attempts: int = 0
+
+    @classmethod
+    def queued(cls, job_id: str, owner: str, options: JobPayload, **fields: Any) -> JobRecord:
+        """A new job's record as the API stores it when it queues the job (its upload under
+        :func:`~udic_jobs.storage.upload_key`)."""
+        return cls(job_id, owner, "queued", now(), options, upload_key=upload_key(job_id), **fields)
 
     def payload(self, kind: type[P]) -> P:
         """The payload as the model a task expects; TypeError when the job is of another kind."""

@@ -16,8 +16,8 @@ from service.core.errors import ProblemError
 from service.core.model_registry import registry
 from service.core.security import ANONYMOUS
 from service.models import DomainInfo, DomainList, JobView
-from udic_jobs import DomainPayload, JobRecord, new_job_id, now
-from udic_jobs.storage import sample_key, upload_key
+from udic_jobs import DomainPayload, JobRecord, new_job_id
+from udic_jobs.storage import sample_key
 
 router = APIRouter(prefix="/v1/domains", tags=["domains"])
 log = logging.getLogger("udic.api")
@@ -79,16 +79,8 @@ async def create_domain(
         time_budget_s=time_budget_s,
         samples=len(samples),
     )
-    rec = JobRecord(
-        id=job_id,
-        owner=owner,
-        state="queued",
-        created_at=now(),
-        options=payload,
-        filename=f"{len(files)} samples",
-        upload_key=upload_key(job_id),
-        upload_bytes=sum(len(data) for data in samples),
-    )
+    upload_bytes = sum(len(data) for data in samples)
+    rec = JobRecord.queued(job_id, owner, payload, filename=f"{len(files)} samples", upload_bytes=upload_bytes)
     res.jobs.submit(rec, f"train domain {name}")
     accepted(response, res, job_id)
     log.info(

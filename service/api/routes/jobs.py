@@ -19,7 +19,7 @@ from service.core.errors import ProblemError
 from service.core.model_registry import registry
 from service.core.security import ANONYMOUS
 from service.models import ADAPTATIONS, JobList, JobView
-from udic_jobs import TERMINAL, EncodePayload, JobRecord, new_job_id, now
+from udic_jobs import TERMINAL, EncodePayload, JobRecord, new_job_id
 from udic_jobs.storage import input_keys, upload_key
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -98,18 +98,8 @@ async def create_job(
         response.headers["Location"] = f"/v1/jobs/{prior.id}"
         return job_view(res, prior)
     await run_in_threadpool(res.storage.put, upload_key(job_id), data)
-    rec = JobRecord(
-        id=job_id,
-        owner=owner,
-        state="queued",
-        created_at=now(),
-        options=opts,
-        filename=(file.filename or "")[:255],
-        upload_key=upload_key(job_id),
-        upload_bytes=len(data),
-        width=width,
-        height=height,
-    )
+    filename = (file.filename or "")[:255]
+    rec = JobRecord.queued(job_id, owner, opts, filename=filename, upload_bytes=len(data), width=width, height=height)
     res.jobs.submit(rec, f"encode {rec.filename or job_id}")
     accepted(response, res, job_id)
     size = f"{width}x{height}"
