@@ -56,9 +56,13 @@ install_deps() {
         log "dependencies already importable"
         return
     fi
-    log "installing the carried wheels: $(ls "$CARRY"/wheels/*.whl | xargs -n1 basename | tr '\n' ' ')"
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-        "$CARRY"/wheels/*.whl
+    log "installing the carried wheels: $(find "$CARRY/wheels" -name "*.whl" -printf "%f ")"
+    if ! "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+        "$CARRY"/wheels/*.whl; then
+        # a wheel is a zip of the installed files: unpacking it is enough for an import
+        log "pip refused the wheels: unpacking them into $SITE instead"
+        for whl in "$CARRY"/wheels/*.whl; do "$PY" -m zipfile -e "$whl" "$SITE"; done
+    fi
     export PYTHONPATH="$PYTHONPATH:$SITE"
     "$PY" -c "import compressai, pytorch_msssim; print('compressai', compressai.__version__)"
 }
@@ -91,7 +95,8 @@ encode_timing() {
 print(next(iter(e(Path('$CARRY/pack.zip'), Path('$RUN_DIR/extra'))), ''))")
     fi
     [[ -n "$img" ]] || { log "no image for the encode timing"; return 1; }
-    "$PY" - "$img" "$RUN_DIR" <<'EOF' | tee "$RUN_DIR/encode_timing.txt"
+    # at most 4 minutes, so a stuck encode still leaves time to train
+    timeout 240 "$PY" - "$img" "$RUN_DIR" <<'EOF' | tee "$RUN_DIR/encode_timing.txt"
 """Time the CLI's adaptive encode (fast preset, quality 3) twice: the first run includes CUDA start-up."""
 import json, subprocess, sys, time
 from pathlib import Path
