@@ -42,6 +42,7 @@ from codec.domains.train import train_domain
 from codec.evaluation.adaptation_bench import median_decode_seconds
 from codec.evaluation.bd import bd_rate, format_bd
 from codec.imageio import load_image
+from codec.models.gained import GainedMeanScaleHyperprior
 from codec.zoo.registry import Registry
 
 FIELDS = ["domain", "image", "quality", "method", "bpp", "psnr", "encode_s", "decode_s"]
@@ -61,6 +62,8 @@ def train_all(args: argparse.Namespace, reg: Registry) -> dict:
     path = args.out / "trained.json"
     trained: dict = json.loads(path.read_text()) if path.exists() else {}
     base = reg.get(args.model)
+    if not isinstance(base.net, GainedMeanScaleHyperprior):
+        raise SystemExit(f"domain adapters need a variable-rate model, not {base.name}")
     for domain in args.domains:
         pool, _ = _split(domain)
         for n in args.samples:
