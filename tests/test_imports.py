@@ -189,21 +189,7 @@ def test_codec_imports_neither_service_nor_worker(imported_alone: dict[str, Impo
     assert not {name: mods for name, mods in loaded.items() if mods}
 
 
-# The domain trainer draws its batches with codec.training.data.random_batch (shared with the base
-# model's training); until that helper lives outside codec.training, this one edge is known.
-_KNOWN_TRAINING_IMPORTS = {"codec.domains.train": "random_batch comes from codec.training.data"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=_KNOWN_TRAINING_IMPORTS[name]))
-        if name in _KNOWN_TRAINING_IMPORTS
-        else name
-        for name in sorted(project_modules())
-        if name.startswith("codec.domains")
-    ],
-)
+@pytest.mark.parametrize("name", [n for n in sorted(project_modules()) if n.startswith("codec.domains")])
 def test_domain_adapters_do_not_import_training(name: str, imported_alone: dict[str, Imported]) -> None:
     assert not {d for d in import_graph()[name] if d.startswith("codec.training")}
     assert not [m for m in imported_alone[name].loaded if m.startswith("codec.training")]

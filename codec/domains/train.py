@@ -23,12 +23,13 @@ from tqdm import tqdm
 from codec.adaptation.loop import Schedule, optimise
 from codec.adaptation.rate import hard_round
 from codec.datasets import most_detailed_window
+from codec.domains.cost import rd_cost
 from codec.domains.modules import ConvAdapter, adapter_parameters, adapter_state, attach
 from codec.imageio import CodecImage
 from codec.losses import rd_loss
 from codec.models.gained import GainedMeanScaleHyperprior, ste_round
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
-from codec.training.data import random_batch
+from codec.sampling import random_batch
 
 VAL_CROP = 384  # validation images are cut to this (most detailed window): bounded cost per check
 
@@ -55,19 +56,6 @@ def _crop_source(img: CodecImage, crop: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def rd_cost(net: GainedMeanScaleHyperprior, x: torch.Tensor, level: float) -> float:
-    """Estimated real RD cost of one image (hard rounding; bits from the likelihoods)."""
-    net.eval()
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % 64, (-w) % 64
-    xp = torch.nn.functional.pad(x[None], (0, pw, 0, ph), mode="replicate")
-    q = torch.tensor([level])
-    out = net(xp, q)
-    bits = sum((-torch.log2(lik)).sum() for lik in out["likelihoods"].values())
-    mse = (out["x_hat"][0, :, :h, :w].clamp(0, 1) - x).pow(2).mean()
-    return float(bits / (h * w) + net.lmbda(q)[0] * 255.0**2 * mse)
-
-
 class _Selection:
     """Validation-based model selection (seed 004): the adapter state with the best mean RD-cost
     saving on the validation images, starting from the identity, so the result is never worse than

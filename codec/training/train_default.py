@@ -44,7 +44,7 @@ from tqdm import tqdm
 from codec.datasets import bench_images, datasets_root
 from codec.losses import autocast_for, rd_loss
 from codec.models.gained import DEFAULT_LAMBDAS, GainedMeanScaleHyperprior
-from codec.training.data import load_training_images, random_batch
+from codec.sampling import load_training_images, random_batch
 from codec.training.pack import load_pack
 from codec.training.widen import widen
 
