@@ -6,9 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from codec.adaptation.config import PRESET_NAMES
+
 JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
+#: spelled out for the OpenAPI document and the type checker; a test holds it equal to PRESET_NAMES
 Adaptation = Literal["none", "fast", "balanced", "paper", "max"]
-ADAPTATIONS = ("none", "fast", "balanced", "paper", "max")
+ADAPTATIONS: tuple[str, ...] = PRESET_NAMES
 
 
 class JobOptions(BaseModel):

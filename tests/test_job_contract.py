@@ -161,3 +161,12 @@ def test_store_idempotency(store: JobStore) -> None:
     assert store.idempotent_job("bob", "k", "fp1", "j3") == ("j3", True)
     with pytest.raises(ValueError):
         store.idempotent_job("alice", "k", "fp2", "j4")
+
+
+def test_the_api_offers_exactly_the_codec_presets() -> None:
+    from typing import get_args
+
+    from codec.adaptation.config import PRESET_NAMES
+    from service.models import Adaptation
+
+    assert get_args(Adaptation) == PRESET_NAMES
