@@ -8,7 +8,7 @@ one intra-op thread, deterministic algorithms, TF32 off. Optimisation (the slow 
 adaptive encode) may use any device and precision; only the final coding passes through this.
 
 ``torch.set_num_threads`` is process-wide, so entries are serialised by a lock; keep one model
-instance per process (DESIGN.md) and decode in a worker pool when throughput matters.
+instance per process (docs/ARCHITECTURE.md) and decode in a worker pool when throughput matters.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Quality and rate measures, defined once (DESIGN.md, Measuring).
+"""Quality and rate measures, defined once (every benchmark and the service use these).
 
 PSNR is over 8-bit RGB after rounding (all channels together); bpp counts every byte of the
 file, header and side sections included.

@@ -5,7 +5,7 @@
     udic eval --adapt fast                      # add an adaptive preset of ours (slow on CPU)
     udic eval --kodak-full                      # also full Kodak vs published VVC and WACV 2023 results
 
-Same crops, PSNR and bpp definitions as everywhere (DESIGN.md, Measuring): bench-256 windows,
+Same crops, PSNR and bpp definitions as everywhere (``codec.metrics``, ``codec.datasets``): bench-256 windows,
 PSNR on 8-bit RGB, bpp from every byte of each real file. Curves are the mean bpp and mean PSNR
 over the images at each setting. The VVC 4:4:4 (VTM) points are the published reference results
 for exactly these crops (../shared/datasets/reference/vtm444-bench256); our own ``vvc420`` is

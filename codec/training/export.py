@@ -1,7 +1,7 @@
 """Export a training checkpoint as shipped weights: fp16 parameters plus probability tables.
 
 The tables are computed *after* rounding the weights to fp16, from exactly the weights a decoder
-will load, and stored in the file, so no ``update()`` runs at decode time (DESIGN.md).
+will load, and stored in the file, so no ``update()`` runs at decode time (docs/ARCHITECTURE.md, decode).
 
     python -m codec.training.export runs/default/last.pt codec/zoo/weights/default.pt
 """
