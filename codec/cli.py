@@ -35,14 +35,13 @@ class CliError(Exception):
 
 
 def _register_checkpoints(specs: Sequence[str]) -> None:
-    from codec.zoo import register_checkpoint
+    from codec.zoo import parse_checkpoint, register_checkpoint
 
     for spec in specs:
-        name, sep, rest = spec.partition("=")
-        if not sep:
+        if "=" not in spec:
             raise CliError(f"--checkpoint takes NAME=PATH[@ARCH], got {spec!r}")
-        path, _, arch = rest.partition("@")
-        register_checkpoint(name, Path(path), arch or None)
+        entry = parse_checkpoint(spec)
+        register_checkpoint(entry.name, entry.path, entry.arch)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

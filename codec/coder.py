@@ -12,6 +12,7 @@ that the pixels equal the encoder's own reconstruction, so a stored bitstream is
 from __future__ import annotations
 
 import io
+import struct
 import time
 import zlib
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from codec import __version__
+from codec.adaptation.decoding import adapted_decompress
 from codec.bitstream import BitstreamError, Container, Field, Section
 from codec.determinism import canonical_compute
 from codec.domains.auto import choose_domain
@@ -102,15 +104,11 @@ def _alpha_from_payload(payload: bytes, width: int, height: int) -> np.ndarray:
 
 
 def _level_bytes(model: BaseModel, level: float) -> bytes:
-    import struct
-
     return struct.pack("<f", level) if model.variable_rate else struct.pack("<B", int(level) + 1)
 
 
 def _parse_level(container: Container) -> tuple[float, int | None]:
     """(level, zoo quality or None) from the LEVEL field: 4 bytes float level, 1 byte quality."""
-    import struct
-
     raw = container.require(Field.LEVEL)
     if len(raw) == 4:
         level = struct.unpack("<f", raw)[0]
@@ -320,8 +318,6 @@ def decode_image(data: bytes, registry: Registry | None = None) -> CodecImage:
     with canonical_compute():
         try:
             if adapted:
-                from codec.adaptation.decoding import adapted_decompress
-
                 x_hat, symbols = adapted_decompress(base, c, strings, shape, level)
             else:
                 x_hat, symbols = base.decompress(strings, shape, level)
