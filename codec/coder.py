@@ -31,14 +31,10 @@ from codec.domains.auto import choose_domain
 from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage, load_image
 from codec.metrics import psnr
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
-from codec.zoo.registry import (
-    BaseModel,
-    ModelMismatchError,
-    Registry,
-    UnknownModelError,
-    default_registry,
-    symbols_hash,
-)
+from codec.zoo.base import BaseModel
+from codec.zoo.errors import ModelMismatchError, UnknownModelError
+from codec.zoo.hashing import symbols_hash
+from codec.zoo.registry import Registry, default_registry
 
 PAD_MULTIPLE = 64
 MAX_CODED_SIDE = 1 << 16

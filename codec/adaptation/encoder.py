@@ -42,7 +42,10 @@ from codec.determinism import best_device, canonical_compute
 from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
-from codec.zoo.registry import BaseModel, InvalidQualityError, Registry, default_registry, symbols_hash
+from codec.zoo.base import BaseModel
+from codec.zoo.errors import InvalidQualityError
+from codec.zoo.hashing import symbols_hash
+from codec.zoo.registry import Registry, default_registry
 
 
 def resolve_config(config: AdaptConfig | str, **overrides: object) -> AdaptConfig:

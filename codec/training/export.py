@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from codec.models.gained import GainedMeanScaleHyperprior
-from codec.zoo.registry import weights_hash
+from codec.zoo.hashing import weights_hash
 
 
 def _floor(key: str) -> bool:

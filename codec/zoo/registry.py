@@ -37,10 +37,8 @@ from codec.zoo.errors import (
     InvalidQualityError,
     ModelError,
     ModelMismatchError,
-    ModelUnavailableError,
     UnknownModelError,
 )
-from codec.zoo.hashing import symbols_hash, weights_hash
 from codec.zoo.levels import zoo_quality
 from codec.zoo.loaders import load_checkpoint, load_gained_file, load_zoo, zoo_quality_range
 
@@ -51,22 +49,13 @@ __all__ = [
     "SERVICE_ZOO_MODELS",
     "WEIGHTS_DIR",
     "ZOO_MODELS",
-    "BaseModel",
     "CheckpointSpec",
-    "InvalidQualityError",
-    "ModelError",
-    "ModelMismatchError",
-    "ModelUnavailableError",
     "Registry",
-    "UnknownModelError",
     "default_registry",
     "parse_checkpoint",
     "parse_checkpoints",
     "register_checkpoint",
     "shared_registry",
-    # defined elsewhere, importable from here for the callers that always have
-    "symbols_hash",
-    "weights_hash",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
