@@ -85,3 +85,14 @@ def test_a_stopped_run_resumes_where_it_left_off(tmp_path: Path) -> None:
     assert second["step"] == 10
     with open(tmp_path / "run" / "log.csv") as f:
         assert [r["step"] for r in csv.DictReader(f)] == []  # logged every 50 steps: none yet
+
+
+def test_fp32_islands_keep_gdn_and_last_layers_fp32_under_autocast() -> None:
+    net = _small()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net.mixed(net.g_a, x).dtype == torch.bfloat16  # off by default: all bf16
+        net.fp32_islands = True
+        assert net.mixed(net.g_a, x).dtype == torch.float32
+    with torch.no_grad():
+        assert torch.equal(net.mixed(net.g_a, x), net.g_a(x))  # without autocast: the plain transform

@@ -22,12 +22,19 @@ import torch
 from codec.models.gained import DEFAULT_LAMBDAS, GainedMeanScaleHyperprior
 from codec.training.train_default import Trainer
 
-VARIANTS = {"fp32": ("fp32", False), "bf16+channels_last": ("bf16", True)}
+#: variant -> (precision, channels_last, fp32 islands); "bf16+channels_last" is what training uses (GDN and
+#: each transform's last layer in fp32, see GainedMeanScaleHyperprior.mixed), "bf16-all" has no fp32 layers
+VARIANTS = {
+    "fp32": ("fp32", False, True),
+    "bf16+channels_last": ("bf16", True, True),
+    "bf16-all+channels_last": ("bf16", True, False),
+}
 
 
-def _trainer(N: int, M: int, channels_last: bool) -> Trainer:
+def _trainer(N: int, M: int, channels_last: bool, islands: bool) -> Trainer:
     torch.manual_seed(0)
     model = GainedMeanScaleHyperprior(N, M, DEFAULT_LAMBDAS, Nh=48)
+    model.fp32_islands = islands
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return Trainer.create(model, 1e-4, 0)
@@ -35,13 +42,13 @@ def _trainer(N: int, M: int, channels_last: bool) -> Trainer:
 
 def measure(widths: list[int], M: int, batch: int, crop: int, steps: int, warmup: int) -> list[dict]:
     gen = random.Random(0)
-    trainers = {(N, v): _trainer(N, M, VARIANTS[v][1]) for N in widths for v in VARIANTS}
+    trainers = {(N, v): _trainer(N, M, VARIANTS[v][1], VARIANTS[v][2]) for N in widths for v in VARIANTS}
     times: dict[tuple[int, str], list[float]] = {k: [] for k in trainers}
     for i in range(warmup + steps):
         x = torch.rand(batch, 3, crop, crop, generator=torch.Generator().manual_seed(i))
         q = torch.tensor([float(gen.randrange(len(DEFAULT_LAMBDAS))) for _ in range(batch)])
         for (N, v), tr in trainers.items():
-            precision, cl = VARIANTS[v]
+            precision, cl, _ = VARIANTS[v]
             xin = x.contiguous(memory_format=torch.channels_last) if cl else x
             t0 = time.perf_counter()
             tr.train_step(xin, q, 1e-4, precision)
