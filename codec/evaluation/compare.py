@@ -33,7 +33,7 @@ from codec.evaluation.bd import bd_psnr, bd_rate, format_bd
 from codec.evaluation.conventional import CODECS, Codec
 from codec.metrics import ms_ssim, psnr
 from codec.pipeline import EncodeRequest, encode
-from codec.zoo import ModelError, default_registry
+from codec.zoo import ModelError, default_registry, parse_checkpoint, register_checkpoint
 
 OURS = "udic"
 # fn(rgb, setting) -> (file bytes, decoded rgb, encode seconds, decode seconds)
@@ -239,6 +239,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--images", type=int, default=6, help="first N bench-256 crops per domain")
     ap.add_argument("--codecs", nargs="+", default=list(CODECS), choices=list(CODECS))
     ap.add_argument("--model", default="default")
+    ap.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[@ARCH]",
+        help="register a checkpoint or exported weights under NAME (then --model NAME); repeatable",
+    )
     ap.add_argument("--qualities", type=float, nargs="+", default=[1, 2, 3, 4, 5, 6])
     ap.add_argument(
         "--adapt", nargs="*", default=[], choices=PRESET_NAMES, help="adaptive presets of ours to add (e.g. fast)"
@@ -335,6 +342,9 @@ def _domain_summary(domain: str, rows: list[dict[str, object]], anchor: str, arg
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    for spec in args.checkpoint:
+        entry = parse_checkpoint(spec)
+        register_checkpoint(entry.name, entry.path, entry.arch)
     if datasets_root() is None:
         raise SystemExit("udic eval: error: ../shared/datasets not found (set UDIC_DATASETS)")
     args.out.mkdir(parents=True, exist_ok=True)
