@@ -32,7 +32,7 @@ from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage, load_image
 from codec.metrics import psnr
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
 from codec.zoo.base import BaseModel
-from codec.zoo.errors import ModelMismatchError, UnknownModelError
+from codec.zoo.errors import UnknownModelError
 from codec.zoo.hashing import symbols_hash
 from codec.zoo.registry import Registry, default_registry
 
@@ -135,10 +135,11 @@ def resolve_encode_model(
     a stored adapter (codec.domains), or is ``"auto"`` to let the cheapest of the stored adapters
     (or none) be chosen for this image, or None for the base model."""
     base, level = registry.resolve(model, quality, lmbda)
+    # by the requested name: ``default@<hash>`` is named ``default`` once loaded
     if domain == "auto":
-        domain, _ = choose_domain(registry, base.name, img, level)
+        domain, _ = choose_domain(registry, model, img, level)
     if domain is not None:
-        base = registry.domain_model(base.name, domain)
+        base = registry.domain_model(model, domain)
     return base, level
 
 
@@ -281,14 +282,10 @@ def resolve_model(c: Container, registry: Registry) -> tuple[BaseModel, float]:
     name = c.get_str(Field.MODEL_ID)
     level, zoo_q = _parse_level(c)
     try:
-        base = registry.get(name, zoo_q)
+        # a file made with a retired default gets its kept version; other weights are refused
+        name, base = registry.for_bitstream(name, c.require(Field.MODEL_HASH), zoo_q)
     except UnknownModelError:
         raise UnknownModelError(f"bitstream needs model {name!r}, which this decoder does not have") from None
-    if c.require(Field.MODEL_HASH) != base.hash:
-        raise ModelMismatchError(
-            f"bitstream was made with different weights for model {name!r} "
-            f"(file {c.require(Field.MODEL_HASH).hex()}, here {base.hash.hex()})"
-        )
     lo, hi = base.quality_range
     if not (lo - 1 <= level <= hi - 1):
         raise BitstreamError("bitstream is corrupt (rate level out of range)")

@@ -3,7 +3,8 @@
 Three sources, one interface (:class:`~codec.zoo.base.BaseModel`):
 
 * ``default``: the embedded variable-rate model trained by this project (weights in
-  ``codec/zoo/weights/``), qualities 1-6 and anything in between.
+  ``codec/zoo/weights/``), qualities 1-6 and anything in between; its retired versions stay
+  loadable as ``default@<hash16>`` so older bitstreams keep decoding (:mod:`codec.zoo.versions`).
 * CompressAI's zoo architectures (``bmshj2018-hyperprior``, ``mbt2018-mean``, ...), qualities
   1-8, loaded the real way with ``compressai.zoo(..., pretrained=True)``. Without internet and
   without the weights in torch's hub cache this fails with one clear :class:`ModelUnavailableError`.
@@ -41,6 +42,7 @@ from codec.zoo.errors import (
 )
 from codec.zoo.levels import zoo_quality
 from codec.zoo.loaders import load_checkpoint, load_gained_file, load_zoo, zoo_quality_range
+from codec.zoo.versions import PREVIOUS_DIR, PreviousWeights, split_version, version_mismatch, versioned_name
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -108,7 +110,8 @@ class Registry:
     """Names -> loaders, with a small LRU of loaded models (thread-safe).
 
     ``domains_dir`` is the folder of trained domain adapters (:attr:`domains`); ``checkpoints`` are
-    registered up front, as by :meth:`register_checkpoint`.
+    registered up front, as by :meth:`register_checkpoint`; ``previous_dir`` holds the retired
+    versions of the embedded model (:mod:`codec.zoo.versions`; the package's folder by default).
     """
 
     def __init__(
@@ -116,8 +119,10 @@ class Registry:
         capacity: int = DEFAULT_CAPACITY,
         domains_dir: Path | str | None = None,
         checkpoints: Iterable[CheckpointSpec] = (),
+        previous_dir: Path | str | None = None,
     ):
         self.domains = DomainStore(DEFAULT_DOMAINS_DIR if domains_dir is None else Path(domains_dir))
+        self.previous = PreviousWeights(PREVIOUS_DIR if previous_dir is None else Path(previous_dir))
         self._cache: LRUCache[tuple[str, object], BaseModel] = LRUCache(capacity)
         self._checkpoints: dict[str, CheckpointSpec] = {}
         self._lock = threading.Lock()
@@ -130,20 +135,44 @@ class Registry:
 
     def names(self) -> list[str]:
         with self._lock:
-            return [DEFAULT_MODEL, *ZOO_MODELS, *sorted(self._checkpoints)]
+            return [DEFAULT_MODEL, *self.previous.names(), *ZOO_MODELS, *sorted(self._checkpoints)]
 
     def register_checkpoint(self, name: str, path: Path, arch: str | None = None) -> None:
         """Name a checkpoint file; a model already loaded under that name is forgotten."""
-        if name == DEFAULT_MODEL or name in ZOO_MODELS:
+        if name == DEFAULT_MODEL or name.startswith(f"{DEFAULT_MODEL}@") or name in ZOO_MODELS:
             raise ModelError(f"{name} is a built-in model name")
         with self._lock:
             self._checkpoints[name] = CheckpointSpec(name, Path(path), arch)
         self._cache.discard_where(lambda key: key[0] == name)
 
     def get(self, name: str, quality: int | None = None) -> BaseModel:
-        """The loaded model; ``quality`` selects the network for fixed-rate zoo models."""
+        """The loaded model; ``quality`` selects the network for fixed-rate zoo models.
+
+        ``default@<hash16>`` is the current default when the hash is its own (one copy in memory),
+        else the kept previous version (:mod:`codec.zoo.versions`).
+        """
+        version = split_version(name)
+        if version is not None:
+            current = self.get(DEFAULT_MODEL)
+            if version == current.hash.hex():
+                return current
+            return self._cache.get_or_load((name, 0), lambda: self.previous.load(version))
         key_q = int(quality) if (name in ZOO_MODELS and quality is not None) else 0
         return self._cache.get_or_load((name, key_q), lambda: self._load(name, quality))
+
+    def for_bitstream(self, name: str, weights_hash: bytes, quality: int | None = None) -> tuple[str, BaseModel]:
+        """(name to load it by, model) for a bitstream naming ``name`` with ``weights_hash``.
+
+        A file made with a retired default decodes with its kept version; weights this registry
+        lacks are refused with the version the file needs (:func:`~codec.zoo.versions.version_mismatch`).
+        """
+        base = self.get(name, quality)
+        if base.hash == weights_hash:
+            return name, base
+        if name == DEFAULT_MODEL and self.previous.has(weights_hash.hex()):
+            versioned = versioned_name(weights_hash)
+            return versioned, self.get(versioned)
+        raise version_mismatch(name, weights_hash, base.hash, self.previous.hashes())
 
     def domain_model(
         self, name: str, domain_id: str, expected_hash: bytes | None = None, with_encoder: bool = True
@@ -179,14 +208,14 @@ class Registry:
             raise UnknownModelError(str(exc)) from None
         if expected_hash is not None and rec.hash != expected_hash:
             raise ModelMismatchError(f"domain adapter {domain_id!r} here has different weights than the bitstream's")
-        if rec.base_model != name or rec.base_hash != base.hash.hex():
+        if rec.base_model != base.name or rec.base_hash != base.hash.hex():
             raise ModelError(f"domain adapter {domain_id!r} was trained for {rec.base_model} with other weights")
         if not isinstance(base.net, GainedMeanScaleHyperprior):
             raise DomainError("domain adapters need a variable-rate base model")
         net = bake(base.net, rec.decoder, rec.encoder if with_encoder else None, rec.rank)
         description = f"{name} + domain adapter {rec.id}"
         domain = (rec.id, rec.hash)
-        return BaseModel(name, net, base.hash, True, base.quality_range, base.lambdas, description, domain=domain)
+        return BaseModel(base.name, net, base.hash, True, base.quality_range, base.lambdas, description, domain=domain)
 
     def _load(self, name: str, quality: int | None) -> BaseModel:
         if name == DEFAULT_MODEL:
