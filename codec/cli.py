@@ -214,8 +214,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     reg = default_registry()
     for name in reg.names():
+        embedded = name == "default" or name.startswith("default@")  # the default and its kept versions
         try:
-            m = reg.get(name, 1 if name != "default" else None) if name == "default" or args.load_all else None
+            m = reg.get(name, None if embedded else 1) if embedded or args.load_all else None
         except ModelError as exc:
             print(f"{name:24s} unavailable: {exc}")
             continue

@@ -63,15 +63,17 @@ async def models() -> list[ModelInfo]:
     def probe() -> list[ModelInfo]:
         reg = registry()
         out = []
-        for name in ["default", *SERVICE_ZOO_MODELS]:
+        # the embedded model, its kept previous versions (default@<hash>: old files decode), the zoo
+        for name in ["default", *reg.previous.names(), *SERVICE_ZOO_MODELS]:
+            zoo = name in SERVICE_ZOO_MODELS
             try:
-                m = reg.get(name, 1 if name != "default" else None)
+                m = reg.get(name, 1 if zoo else None)
                 out.append(
                     ModelInfo(
                         name=name,
                         available=True,
                         qualities=m.quality_range,
-                        hash=m.hash.hex() if name == "default" else None,
+                        hash=None if zoo else m.hash.hex(),
                         detail=m.description,
                     )
                 )
