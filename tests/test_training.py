@@ -83,6 +83,10 @@ def test_a_stopped_run_resumes_where_it_left_off(tmp_path: Path) -> None:
     train_default.main([*common, "--steps", "10", "--threads", "1"])
     second = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert second["step"] == 10
+    # each session is recorded for the model card: where it ran, from which step to which
+    sessions = second["history"]
+    assert [(h["start_step"], h["end_step"]) for h in sessions] == [(0, 6), (6, 10)]
+    assert sessions[1]["device"].startswith("CPU") and sessions[1]["data"] == ["imgs"]
     with open(tmp_path / "run" / "log.csv") as f:
         assert [r["step"] for r in csv.DictReader(f)] == []  # logged every 50 steps: none yet
 

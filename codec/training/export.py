@@ -45,6 +45,7 @@ def export(src: Path, dst: Path, description: str = "") -> bytes:
         or f"gained mean-scale hyperprior N={cfg['N']} M={cfg['M']}, step {state.get('step')}",
         "step": state.get("step"),
         "train_seconds": state.get("wall"),
+        "history": state.get("history", []),
     }
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".tmp")

@@ -107,6 +107,8 @@ class Trainer:
     step: int = 0
     wall: float = 0.0  # training seconds, over every session of this model
     schedule: dict = field(default_factory=dict)  # where this run's schedule began: step, wall
+    history: list[dict] = field(default_factory=list)  # earlier sessions of this model (for the model card)
+    session: dict = field(default_factory=dict)  # this process's session: device, data, steps, seconds
 
     @classmethod
     def create(cls, model: GainedMeanScaleHyperprior, lr: float, seed: int) -> Trainer:
@@ -131,6 +133,7 @@ class Trainer:
             "py_rng": self.gen.getstate(),
             "torch_rng": torch.get_rng_state(),
             "config": self.model.config(),
+            "history": [*self.history, self.session | {"end_step": self.step, "end_wall": self.wall}],
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         }
 
@@ -140,6 +143,7 @@ class Trainer:
         self.aux_opt.load_state_dict(state["aux_opt"])
         self.step, self.wall = state["step"], state.get("wall", 0.0)
         self.schedule = state.get("schedule") or {"step": 0, "wall": 0.0}
+        self.history = list(state.get("history") or [])
         self.gen.setstate(state["py_rng"])
         torch.set_rng_state(state["torch_rng"])
 
@@ -172,11 +176,18 @@ def build_model(args: argparse.Namespace, device: torch.device) -> tuple[GainedM
     model = GainedMeanScaleHyperprior.from_config(shipped["config"])
     # Bounds (likelihood floors, GDN pedestals, the scale bound) are constants of the architecture;
     # an fp16 file holds them rounded (the 1e-9 floors as 0), so the fresh model's are kept.
-    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in shipped["state_dict"].items() if "bound" not in k}
+    # The lambdas too: the file's config holds them exactly, its fp16 buffer rounded.
+    keep = {k: v for k, v in shipped["state_dict"].items() if "bound" not in k and k != "lambdas"}
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in keep.items()}
     model.load_state_dict(sd, strict=False)
     if args.widen:
         model = widen(model, args.widen, seed=args.seed)
-    return model, {"step": int(shipped.get("step") or 0), "wall": float(shipped.get("train_seconds") or 0.0)}
+    step, wall = int(shipped.get("step") or 0), float(shipped.get("train_seconds") or 0.0)
+    # files exported before histories were kept: one entry for all their training
+    history = shipped.get("history") or [{"device": "CPU (2 cores)", "end_step": step, "end_wall": wall}]
+    if args.widen:
+        history = [*history, {"event": f"widened g_a/g_s to N={args.widen}", "end_step": step, "end_wall": wall}]
+    return model, {"step": step, "wall": wall, "history": history}
 
 
 @torch.no_grad()
@@ -311,7 +322,9 @@ def main(argv: list[str] | None = None) -> None:
         trainer = Trainer.create(model, args.lr, args.seed)
         trainer.step, trainer.wall = start.get("step", 0), start.get("wall", 0.0)
         trainer.schedule = {"step": trainer.step, "wall": trainer.wall}
+        trainer.history = start.get("history", [])
         torch.manual_seed(args.seed)
+    trainer.session = session_record(args, device, trainer)
     trainer.model.to(device)
     if args.precision == "bf16":
         trainer.model.to(memory_format=torch.channels_last)
@@ -325,6 +338,20 @@ def main(argv: list[str] | None = None) -> None:
     if kodak is None:
         print("no Kodak bench crops (no datasets folder, none in the pack): evaluation skipped")
     run(trainer, args, images, None if kodak is None else kodak.to(device), device)
+
+
+def session_record(args: argparse.Namespace, device: torch.device, trainer: Trainer) -> dict:
+    """What the model card reports per session: where it ran, on what data, from which step."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    return {
+        "device": name,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "data": str(args.pack) if args.pack else [Path(f).name for f in args.data],
+        "precision": args.precision,
+        "N": trainer.model.N,
+        "start_step": trainer.step,
+        "start_wall": trainer.wall,
+    }
 
 
 def _training_images(args: argparse.Namespace, folders: list[Path]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
