@@ -89,7 +89,7 @@ def card(weights: Path, res: dict[str, Any], model: str, title: str, note: str) 
         f"| weights hash | `{weights_hash(net).hex()}` (written into every bitstream) |",
         f"| rate levels | lambda = {', '.join(f'{v:.3g}' for v in cfg['lambdas'])} (MSE, CompressAI's qualities 1-6) |",
         f"| training | {shipped.get('step'):,} steps of batch 4 x 256x256 crops with flips, Adam, warm-up and cosine decay, each sample at a random level, mixed quantisation (noise for the rate, straight-through rounding for the decoder); {float(shipped.get('train_seconds') or 0) / 3600:.2f} h in all |",
-        f"| continue | `python -m codec.training.train_default --out runs/next --init {weights} --minutes 120` (then `python -m codec.training.export runs/next/last.pt OUT.pt`) |",
+        f"| continue | `python -m codec.training.train_default --out runs/next --init {weights} --minutes 120` (then `python -m codec.zoo.retire` before `python -m codec.training.export runs/next/last.pt` over `default.pt`, so files made with these weights keep decoding) |",
         "",
         "## Training history",
         "",
