@@ -25,6 +25,8 @@ import zlib
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from codec.imageio import ImageTooLargeError
+
 MAGIC = b"UDIC"
 FORMAT_VERSION = 1
 MAX_FIELDS = 64
@@ -51,6 +53,15 @@ class ChecksumError(BitstreamError):
 
 class UnsupportedBitstreamError(BitstreamError):
     kind = "unsupported-bitstream"
+
+
+class BitstreamTooLargeError(BitstreamError, ImageTooLargeError):
+    """A bitstream claiming an image above the decoder's pixel limit (padded area, as for encoding).
+
+    Both a bitstream error and the image-too-large error: callers that map either to an answer
+    (the API's 4xx problem, the CLI's exit 2) do the right thing without knowing this class."""
+
+    kind = "image-too-large"
 
 
 class Field(IntEnum):

@@ -10,7 +10,10 @@ The codec codes 8-bit RGB. Inputs are normalised here, with the choices written 
   returns RGBA. The colour under fully transparent pixels is still coded, as it is.
 
 The pixel limit is checked from the header, before any pixel is decoded, and Pillow's
-decompression-bomb warning is raised as an error.
+decompression-bomb warning is raised as an error. It counts the pixels the codec works on: each
+side is padded to a multiple of :data:`PAD_MULTIPLE` before coding, so a 1x1,000,000 strip is
+64 Mpixel of work, not 1 (:func:`check_pixel_limit`; decoding applies the same rule to the size a
+bitstream claims). The limit is always a parameter here: the codec reads no environment.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 50_000_000
+#: the codec codes images padded (bottom/right) to a multiple of this on each side
+PAD_MULTIPLE = 64
 # Our own limit (checked from the header in open_image) replaces Pillow's global one, so the
 # caller's max_pixels decides and the error names the real size.
 Image.MAX_IMAGE_PIXELS = None
@@ -74,6 +79,29 @@ class CodecImage:
         return buf.getvalue()
 
 
+def padded_size(width: int, height: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
+    """(width, height) rounded up to multiples of ``multiple``: the size the transforms run at."""
+    return width + (-width) % multiple, height + (-height) % multiple
+
+
+def check_pixel_limit(
+    width: int, height: int, max_pixels: int, error: type[ImageInputError] = ImageTooLargeError
+) -> None:
+    """Refuse an image whose *padded* area exceeds ``max_pixels``.
+
+    Why padded: memory and time follow the padded size, and a thin strip pads to 64 pixels across
+    (1x1,000,000 is 64 Mpixel of work). ``error`` lets the decoder raise its own subclass (one that
+    is also a bitstream error) with the same message."""
+    pw, ph = padded_size(width, height)
+    if width * height > max_pixels:
+        raise error(f"image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}")
+    if pw * ph > max_pixels:
+        raise error(
+            f"image has {width}x{height} pixels, {pw}x{ph} = {pw * ph} once padded to multiples of "
+            f"{PAD_MULTIPLE} for coding, more than the limit of {max_pixels}"
+        )
+
+
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
@@ -111,8 +139,7 @@ def open_image(source: str | Path | bytes | Image.Image, max_pixels: int = DEFAU
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ImageInputError("the image has no pixels")
-    if w * h > max_pixels:
-        raise ImageTooLargeError(f"image has {w}x{h} = {w * h} pixels, more than the limit of {max_pixels}")
+    check_pixel_limit(w, h, max_pixels)
     return img
 
 

@@ -1,6 +1,14 @@
-"""Decoding bitstreams that carry per-image adapters or OMP multipliers."""
+"""Decoding bitstreams that carry per-image adapters or OMP multipliers.
+
+The adapters change only the synthesis, so a decode takes them in two steps: :func:`adapter_maps`
+reads them from the container (cheap, before any entropy decoding) and :func:`run_folded` applies
+them while synthesising. ``codec.decoding`` runs the steps in between (entropy decoding, the
+symbol-hash check) in the same order for adapted and plain files.
+"""
 
 from __future__ import annotations
+
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -14,14 +22,15 @@ from codec.zoo.base import BaseModel
 from codec.zoo.decompress import padded_strings as _padded
 
 
-def adapted_decompress(
-    base: BaseModel, c: Container, strings: list[list[bytes]], shape: tuple[int, int], level: float
-) -> tuple[Tensor, list[Tensor]]:
+def adapter_maps(base: BaseModel, c: Container) -> tuple[dict[int, Tensor], list[Tensor]]:
+    """The channel maps a file's ADAPTERS/OMP sections ask for (layer index -> C x C map applied
+    after that layer), and the integer symbols they add to the symbol hash. Checked against the
+    model's layout, so a crafted section is refused before any entropy decoding."""
     net = base.net
     if not isinstance(net, GainedMeanScaleHyperprior):
         raise BitstreamError(f"bitstream has decoder adapters, which model {base.name} does not support")
     g_s = net.g_s
-    hooks: dict[int, Tensor] = {}  # layer index -> linear channel map applied after it
+    hooks: dict[int, Tensor] = {}
     extra_symbols: list[Tensor] = []
     if Section.ADAPTERS in c.sections:
         specs, ints, flat = unpack_adapters(c.sections[Section.ADAPTERS])
@@ -37,9 +46,19 @@ def adapted_decompress(
         if not (0 <= position < len(g_s) - 1) or channels_after(g_s, position) != values.numel() or position in hooks:
             raise BitstreamError("bitstream is corrupt (OMP layout does not fit the model)")
         hooks[position] = torch.diag(values.flatten().float())
-    q = base.level_tensor(level)
-    y_hat, p, symbols = net.decompress_latents(_padded(net, strings, shape), shape, q)
-    x_hat = run_folded(g_s, y_hat * p.inv_gain, hooks).clamp_(0, 1)
+    return hooks, extra_symbols
+
+
+def adapted_decompress(
+    base: BaseModel, c: Container, strings: list[list[bytes]], shape: tuple[int, int], level: float
+) -> tuple[Tensor, list[Tensor]]:
+    """Whole adapted decode in one call (x_hat, symbols). ``codec.decoding`` does the same in
+    stages, checking the symbols before the synthesis; this stays for callers that need neither."""
+    hooks, extra_symbols = adapter_maps(base, c)
+    net = base.net
+    assert isinstance(net, GainedMeanScaleHyperprior)  # adapter_maps refused any other model
+    y_hat, p, symbols = net.decompress_latents(_padded(net, strings, shape), shape, base.level_tensor(level))
+    x_hat = run_folded(net.g_s, y_hat * p.inv_gain, hooks).clamp_(0, 1)
     return x_hat, symbols + extra_symbols
 
 
@@ -56,9 +75,8 @@ def run_folded(g_s: nn.Sequential, x: Tensor, maps: dict[int, Tensor]) -> Tensor
             m = maps[i - 1]
             if isinstance(layer, nn.ConvTranspose2d):  # weight (in, out, kh, kw): mix the input channels
                 w = torch.einsum("pc,pokl->cokl", m, layer.weight)
-                x = F.conv_transpose2d(
-                    x, w, layer.bias, layer.stride, layer.padding, layer.output_padding, 1, layer.dilation
-                )
+                padding = cast(tuple[int, ...], layer.padding)  # a transposed conv's is never a string
+                x = F.conv_transpose2d(x, w, layer.bias, layer.stride, padding, layer.output_padding, 1, layer.dilation)
             else:  # weight (out, in, kh, kw)
                 w = torch.einsum("oplk,pc->oclk", layer.weight, m)
                 x = F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, 1)
