@@ -51,6 +51,24 @@ class Settings(BaseSettings):
         "", description="extra models, NAME=PATH[@ARCH] entries separated by ':' (codec.zoo.parse_checkpoints)"
     )
 
+    # --- decoding in the API (service/decoding.py): two lanes of decoder processes by padded pixel count
+    decode_small_max_pixels: int = Field(
+        2_097_152, gt=0, description="padded pixel counts up to this decode in the small lane (full HD fits)"
+    )
+    decode_small_workers: int = Field(1, gt=0, description="decoder processes of the small lane")
+    decode_large_workers: int = Field(1, gt=0, description="decoder processes of the large lane")
+    decode_bytes_per_pixel: int = Field(
+        200, gt=0, description="decode memory per padded pixel (measured: peak minus an idle decoder process)"
+    )
+    decode_memory_budget_mb: int = Field(
+        12288, gt=0, description="decode memory of both lanes; large decodes get what the small lane cannot use"
+    )
+    decode_wait_timeout_s: float = Field(10.0, gt=0, description="longest wait for a decoder before 503")
+    decode_queue_depth: int = Field(16, ge=0, description="requests that may wait in each lane before 503")
+    decoded_image_cache_mb: int = Field(
+        256, ge=0, description="PNGs of stored bitstreams kept in memory (LRU; they expire with the bitstream)"
+    )
+
     # --- the local stack (python -m service.stack): defaults of its --port and --redis-port
     port: int = Field(8000, gt=0, lt=65536)
     redis_port: int = Field(6379, gt=0, lt=65536)
