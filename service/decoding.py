@@ -34,13 +34,10 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-import torch
 
 from codec.bitstream import BitstreamError
 from codec.coder import PAD_MULTIPLE, decode_image, read_header
@@ -103,10 +100,10 @@ def plan_decode(data: bytes, settings: Settings) -> DecodePlan:
     return DecodePlan(w, h, padded, padded * settings.decode_bytes_per_pixel)
 
 
-def _decode_checked(data: bytes, reg: Registry) -> tuple[bytes, float]:
+def _decode_checked(data: bytes, reg: Registry, max_pixels: int) -> tuple[bytes, float]:
     t = time.perf_counter()
     try:
-        img = decode_image(data, registry=reg)
+        img = decode_image(data, registry=reg, max_pixels=max_pixels)
     except BitstreamError as exc:
         raise ProblemError(422, exc.kind, "Invalid bitstream", str(exc)) from None
     except ModelError as exc:
@@ -118,22 +115,26 @@ def _decode_checked(data: bytes, reg: Registry) -> tuple[bytes, float]:
 def decode_to_png(data: bytes) -> tuple[bytes, float]:
     """Decode in this process (the CLI-like path, and tests): PNG bytes and decode seconds;
     raises ProblemError (4xx) for anything the client sent wrong."""
-    plan_decode(data, get_settings())
-    return _decode_checked(data, registry())
+    settings = get_settings()
+    plan_decode(data, settings)
+    return _decode_checked(data, registry(), settings.max_pixels)
 
 
 # --- in a decoder process --------------------------------------------------------------------------
 _worker: dict[str, Registry] = {}
+_worker_limits: dict[str, int] = {}
 
 
-def _init_worker(settings: Settings, threads: int) -> None:
-    """A decoder process's start: its thread count and its registry, with the default model loaded
-    now rather than in the first request."""
-    torch.set_num_threads(threads)
+def _init_worker(settings: Settings) -> None:
+    """A decoder process's start: its registry, with the default model loaded now rather than in
+    the first request. Threads stay torch's default (all cores): the synthesis then gives the same
+    pixels as the CLI's decode on this machine, and a large decode uses every core; the OS shares
+    them with small decodes, which need them for a fraction of a second."""
     reg = registry_for(settings)
     with contextlib.suppress(Exception):  # a missing default model is reported by the decode that needs it
         reg.get(settings.default_model)
     _worker["registry"] = reg
+    _worker_limits["max_pixels"] = settings.max_pixels
 
 
 def _release_heap() -> None:
@@ -145,7 +146,7 @@ def _release_heap() -> None:
 def worker_decode(data: bytes) -> Decoded | Refusal:
     """Runs in a decoder process (the header was checked by the API already)."""
     try:
-        png, seconds = _decode_checked(data, _worker["registry"])
+        png, seconds = _decode_checked(data, _worker["registry"], _worker_limits["max_pixels"])
         return Decoded(png, seconds)
     except ProblemError as exc:
         return Refusal(exc.status, exc.kind, exc.title, exc.detail)
@@ -202,13 +203,12 @@ class Decoder:
                 f"UDIC_DECODE_MEMORY_BUDGET_MB={s.decode_memory_budget_mb} leaves nothing for large decodes: "
                 f"the small lane alone may use {small_reserve // MIB} MiB"
             )
-        large_threads = max(1, (os.cpu_count() or 1) // s.decode_large_workers)
-        self.small = self._lane("small", s.decode_small_workers, None, threads=1)
-        self.large = self._lane("large", s.decode_large_workers, budget - small_reserve, threads=large_threads)
+        self.small = self._lane("small", s.decode_small_workers, None)
+        self.large = self._lane("large", s.decode_large_workers, budget - small_reserve)
         self.cache = ImageCache(s.decoded_image_cache_mb * MIB)
         self._stored: dict[str, asyncio.Future[bytes]] = {}
 
-    def _lane(self, name: str, workers: int, memory_bytes: int | None, threads: int) -> Lane:
+    def _lane(self, name: str, workers: int, memory_bytes: int | None) -> Lane:
         s = self.settings
         return Lane(
             name,
@@ -218,7 +218,7 @@ class Decoder:
             wait_timeout_s=s.decode_wait_timeout_s,
             min_retry_after_s=s.retry_after_s,
             initializer=_init_worker,
-            initargs=(s, threads),
+            initargs=(s,),
         )
 
     def start(self) -> None:
