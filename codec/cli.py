@@ -126,7 +126,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         data = src.read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {src}: {exc.strerror or exc}") from None
-    img = decode_image(data)
+    img = decode_image(data, max_pixels=args.max_pixels, bit_exact=args.bit_exact)
     if dst.suffix.lower() not in (".png", ".tif", ".tiff", ".bmp", ".webp"):
         raise CliError(
             f"decode writes a lossless image: use .png, .tif, .bmp or .webp, not {dst.suffix or 'no suffix'}"
@@ -273,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decode a .udic bitstream to a lossless image")
     d.add_argument("input", type=Path)
     d.add_argument("-o", "--output", type=Path, help="output image (.png default)")
+    d.add_argument(
+        "--bit-exact",
+        action="store_true",
+        help="run the synthesis on one canonical thread: the same pixels on every machine (slower); "
+        "by default it uses all cores, and a few pixels may differ by one level between thread counts",
+    )
+    d.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger (padded) images")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_decode)
 
