@@ -45,7 +45,7 @@ def test_adaptation_lowers_real_rd_cost_and_never_raises_it(adapted) -> None:  #
 
 def test_adapted_bitstream_decodes_identically_in_a_fresh_process(adapted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = adapted.result.data
-    here = decode_image(data).rgb
+    here = decode_image(data, bit_exact=True).rgb  # as the encoder verified it
     assert np.array_equal(here, adapted.result.decoded.rgb)
     (tmp_path / "a.udic").write_bytes(data)
     script = textwrap.dedent(f"""
@@ -53,7 +53,8 @@ def test_adapted_bitstream_decodes_identically_in_a_fresh_process(adapted, tmp_p
         sys.path.insert(0, {str(ROOT)!r})
         torch.set_num_threads(2)
         from codec.coder import decode_image
-        np.save({str(tmp_path / "a.npy")!r}, decode_image(open({str(tmp_path / "a.udic")!r}, "rb").read()).rgb)
+        data = open({str(tmp_path / "a.udic")!r}, "rb").read()
+        np.save({str(tmp_path / "a.npy")!r}, decode_image(data, bit_exact=True).rgb)
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
     assert np.array_equal(np.load(tmp_path / "a.npy"), here)
@@ -131,7 +132,7 @@ def test_omp_alternative_round_trips(line_crop: Image.Image) -> None:
 def test_time_budget_still_returns_a_valid_bitstream(line_crop: Image.Image) -> None:
     events: list[ProgressEvent] = []
     r = adaptive_encode(line_crop, quality=2, config="paper", time_budget_s=0.5, progress=events.append)
-    assert np.array_equal(decode_image(r.result.data).rgb, r.result.decoded.rgb)
+    assert np.array_equal(decode_image(r.result.data, bit_exact=True).rgb, r.result.decoded.rgb)
     assert r.costs[r.choice] <= r.costs["plain"]
     stages = {e.stage for e in events}
     assert "latent-refinement" in stages and events[-1].stage == "done"
