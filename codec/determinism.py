@@ -1,11 +1,16 @@
 """Canonical compute for entropy coding and decoding.
 
-rANS decoding only works when the decoder derives *exactly* the same CDF indexes as the encoder,
-and users expect a file to decode to the same pixels everywhere. Floating-point results of
-convolutions can change with the thread count (work is split differently) and with the device.
-So everything that feeds the entropy coder or produces output pixels runs here: CPU, float32,
-one intra-op thread, deterministic algorithms, TF32 off. Optimisation (the slow part of an
-adaptive encode) may use any device and precision; only the final coding passes through this.
+rANS decoding only works when the decoder derives *exactly* the same CDF indexes as the encoder.
+Floating-point results of convolutions can change with the thread count (work is split
+differently) and with the device. So everything that feeds the entropy coder runs here: the
+analysis and hyper transforms of an encode, the hyper-synthesis and entropy decoding of a decode.
+CPU, float32, one intra-op thread, deterministic algorithms, TF32 off. Optimisation (the slow part
+of an adaptive encode) may use any device and precision; only the final coding passes through this.
+
+The synthesis decides no CDF index, so a decode runs it outside, on all cores or CUDA; its pixels
+then depend on the thread count (a few pixels by one level, measured in ``codec.decoding``). A
+bit-exact decode (``decode_image(bit_exact=True)``, ``udic decode --bit-exact``, the encoder's
+verification) runs it here too, for the same pixels everywhere.
 
 ``torch.set_num_threads`` is process-wide, so entries are serialised by a lock; keep one model
 instance per process (docs/ARCHITECTURE.md) and decode in a worker pool when throughput matters.
