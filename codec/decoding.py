@@ -168,8 +168,8 @@ def check_z_floor(net: nn.Module, c: Container, shape: tuple[int, int]) -> None:
     have = len(c.section(Section.Z))
     if have < need:
         raise BitstreamError(
-            f"bitstream is corrupt (its z section has {have} bytes; a {shape[1] * 64}x{shape[0] * 64} "
-            f"image needs at least {need}: the image size was altered)"
+            f"bitstream is corrupt (its z section has {have} bytes; any image padded to "
+            f"{shape[1] * PAD_MULTIPLE}x{shape[0] * PAD_MULTIPLE} needs at least {need}: the image size was altered)"
         )
 
 
