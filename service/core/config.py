@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
     decode_small_workers: int = Field(1, gt=0, description="decoder processes of the small lane")
     decode_large_workers: int = Field(1, gt=0, description="decoder processes of the large lane")
+    decode_large_nice: int = Field(
+        10, ge=0, le=19, description="CPU niceness of the large lane's processes: small decodes get the cores first"
+    )
     decode_bytes_per_pixel: int = Field(
         200, gt=0, description="decode memory per padded pixel (measured: peak minus an idle decoder process)"
     )
