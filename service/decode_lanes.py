@@ -67,7 +67,7 @@ class Lane:
         queue_depth: int,
         wait_timeout_s: float,
         min_retry_after_s: int,
-        initializer: Callable[..., None],
+        initializer: Callable[..., object],
         initargs: tuple[Any, ...],
     ):
         self.name, self.workers, self.memory_bytes = name, workers, memory_bytes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from codec.coder import decode_image, encode
 from service import stack as st
 from service.core.config import Settings
 from service.core.errors import ProblemError
+from service.decode_lanes import DecoderBusy, DecoderFailed, Lane
 from service.decoding import Decoder, ImageCache
 from service.main import create_app
 from udic_jobs import EncodePayload, JobRecord, JobStore
@@ -182,3 +184,36 @@ def test_image_cache_is_bounded_lru() -> None:
     assert cache.get("b") is None and cache.get("a") == b"1234" and cache.used == 8
     cache.put("big", b"x" * 11, far)  # larger than the cache: not kept
     assert cache.get("big") is None and len(cache) == 2
+
+
+def test_lane_bounds_its_queue_and_survives_a_dead_process() -> None:
+    """Lane mechanics with plain builtins (no model): a full queue answers at once, and a process
+    that dies (as under the OOM killer) fails only its own request; the lane starts a new pool."""
+
+    async def scenario() -> None:
+        lane = Lane(
+            "test",
+            1,
+            memory_bytes=None,
+            queue_depth=0,
+            wait_timeout_s=5,
+            min_retry_after_s=1,
+            initializer=int,
+            initargs=(),
+        )
+        try:
+            assert (await lane.run(abs, -2, cost_bytes=0, pixels=1))[0] == 2  # the process is up
+            running = asyncio.ensure_future(lane.run(time.sleep, 1.0, cost_bytes=0, pixels=1))
+            await asyncio.sleep(0.1)
+            t = time.perf_counter()
+            with pytest.raises(DecoderBusy) as busy:
+                await lane.run(abs, -3, cost_bytes=0, pixels=1)
+            assert time.perf_counter() - t < 0.5 and busy.value.retry_after_s >= 1
+            await running
+            with pytest.raises(DecoderFailed):
+                await lane.run(os._exit, 3, cost_bytes=0, pixels=1)
+            assert (await lane.run(abs, -4, cost_bytes=0, pixels=1))[0] == 4
+        finally:
+            lane.close()
+
+    asyncio.run(scenario())
