@@ -78,8 +78,8 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A ProblemError raised in a decoder process, as plain data (exceptions with keyword-only
-    state do not cross a process boundary intact)."""
+    """A ProblemError raised in a decoder process, as plain data: an exception whose constructor
+    takes more than its message does not unpickle in the API process."""
 
     status: int
     kind: str
