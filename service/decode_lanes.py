@@ -24,6 +24,8 @@ import asyncio
 import logging
 import math
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -48,6 +50,20 @@ class DecoderFailed(Exception):
     def __init__(self, lane: str, retry_after_s: int):
         super().__init__(f"a {lane} decoder process stopped")
         self.lane, self.retry_after_s = lane, retry_after_s
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A decoder process holds its own end of the pipe it reads work from, so it never sees EOF when
+    the API dies (killed, or stopped while a decoder was still starting): it would wait forever,
+    holding its memory. This thread ends it within a second of its parent."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _start_process(parent: int, initializer: Callable[..., object], initargs: tuple[Any, ...]) -> None:
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
+    initializer(*initargs)
 
 
 def _ready() -> bool:
@@ -86,8 +102,8 @@ class Lane:
         return ProcessPoolExecutor(
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=self._initializer,
-            initargs=self._initargs,
+            initializer=_start_process,
+            initargs=(os.getpid(), self._initializer, self._initargs),
         )
 
     def warm(self) -> list[Future[bool]]:

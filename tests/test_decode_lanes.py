@@ -217,3 +217,51 @@ def test_lane_bounds_its_queue_and_survives_a_dead_process() -> None:
             lane.close()
 
     asyncio.run(scenario())
+
+
+LANE_SCRIPT = """
+import time
+from service.decode_lanes import Lane
+lane = Lane(
+    "t", 2, memory_bytes=None, queue_depth=1, wait_timeout_s=5, min_retry_after_s=1, initializer=int, initargs=()
+)
+for f in lane.warm():
+    f.result()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def test_decoder_processes_end_with_a_killed_api() -> None:
+    """SIGKILL of the API (no shutdown at all) must not leave decoder processes behind."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LANE_SCRIPT], stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        children = _children(proc.pid)
+        assert len(children) >= 2  # the two decoder processes (and spawn's resource tracker)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+        time.sleep(0.2)
+    left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    for pid in left:  # ours: clean up before failing
+        os.kill(pid, 9)
+    assert not left
