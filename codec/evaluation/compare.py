@@ -91,7 +91,7 @@ def our_points(name: str, qualities: list[float], adapt: str) -> tuple[str, list
         data = encode(Image.fromarray(rgb), EncodeRequest(model=name, quality=q, adaptation=adapt)).data
         enc = time.perf_counter() - t
         t = time.perf_counter()
-        dec = decode_image(data).rgb
+        dec = decode_image(data, bit_exact=True).rgb  # reproducible pixels: the canonical path
         return data, dec, enc, time.perf_counter() - t
 
     label = (
