@@ -45,7 +45,11 @@ router = APIRouter(tags=["bitstreams"], lifespan=decoder_lifespan)
 log = logging.getLogger("udic.api")
 
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {}}, "description": "the decoded image (PNG)"}
+    200: {"content": {"image/png": {}}, "description": "the decoded image (PNG)"},
+    503: {
+        "content": {"application/problem+json": {}},
+        "description": "decoder-busy: the image's decode lane is saturated; retry after Retry-After seconds",
+    },
 }
 
 
