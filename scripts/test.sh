@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Install what the tests need (the project, its SDK, a redis-server), then run the test suite.
+# Install what the tests need (the project, its SDK, a redis-server), check style and types, then run
+# the test suite. Fails on a ruff finding, an unformatted file or a mypy error (CI runs exactly this).
 # Slow benchmarks are excluded (pytest -m slow runs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/ensure_redis.sh >&2
+echo "test.sh: ruff check, ruff format --check, mypy" >&2
+.venv/bin/ruff check . || { echo "test.sh: ruff check failed (fix, or run .venv/bin/ruff check --fix .)" >&2; exit 1; }
+.venv/bin/ruff format --check . || { echo "test.sh: files not formatted (run .venv/bin/ruff format .)" >&2; exit 1; }
+.venv/bin/mypy codec service worker udic_jobs || { echo "test.sh: mypy found type errors" >&2; exit 1; }
+.venv/bin/mypy client/udic_client || { echo "test.sh: mypy found type errors in the SDK" >&2; exit 1; }
 exec .venv/bin/python -m pytest -q "$@"

@@ -17,7 +17,7 @@ from codec.adaptation.adapters import AdapterSpec, apply_adapter, as_stored, log
 from codec.adaptation.loop import Schedule, deadline_after, optimise
 from codec.adaptation.rate import gaussian_nll_bits, hard_bits, hard_round, y_bits, z_bits
 from codec.adaptation.sga import sga_round, sga_temperature
-from codec.adaptation.synthesis import channels_after, default_adapter_positions, run_layers
+from codec.adaptation.synthesis import Hook, channels_after, default_adapter_positions, run_layers
 from codec.models.gained import ste_round
 
 if TYPE_CHECKING:  # the encoder calls these functions: a run-time import would be a cycle
@@ -148,9 +148,8 @@ def train_adapters(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[list[Ad
         w_dec = ste_round(w / delta) * delta
         w_rate = w + (torch.rand_like(w) - 0.5) * delta
         bits = logistic_bits(w_rate, delta, prior_scale)
-        hooks = {
-            s.position: (lambda f, ab=ab: apply_adapter(f, *ab))
-            for s, ab in zip(specs, split_params(w_dec, specs), strict=True)
+        hooks: dict[int, Hook] = {
+            s.position: _adapter_hook(*ab) for s, ab in zip(specs, split_params(w_dec, specs), strict=True)
         }
         with enc.autocast():
             x_hat = run_layers(g_s, hooks[first](feat), first + 1, None, hooks)
@@ -192,3 +191,8 @@ def train_omp(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[int, Tensor]
 
     optimise(step, opt, _schedule(enc, total, enc.clock.share_left(1.0)), on_step)
     return position, scale.detach().flatten().cpu()
+
+
+def _adapter_hook(a: Tensor, b: Tensor) -> Hook:
+    """The synthesis hook that applies one adapter (``feat + B(A(feat))``) to a layer's output."""
+    return lambda feat: apply_adapter(feat, a, b)

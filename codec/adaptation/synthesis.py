@@ -31,10 +31,11 @@ def channels_after(seq: nn.Sequential, position: int) -> int:
     """Number of channels of the output of ``seq[position]`` (conv or GDN layers)."""
     for i in range(position, -1, -1):
         layer = seq[i]
-        if hasattr(layer, "out_channels"):
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
             return int(layer.out_channels)
-        if hasattr(layer, "beta"):
-            return int(layer.beta.numel())
+        beta = getattr(layer, "beta", None)
+        if isinstance(beta, Tensor):  # GDN
+            return int(beta.numel())
     raise ValueError(f"cannot tell the channels after layer {position}")
 
 

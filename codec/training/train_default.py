@@ -200,7 +200,7 @@ def evaluate(model: GainedMeanScaleHyperprior, crops: torch.Tensor, precision: s
         with autocast_for(crops.device, precision):
             out = model(crops, q)
         pixels = crops.shape[-1] * crops.shape[-2]
-        bits = sum((-torch.log2(lik.float())).flatten(1).sum(1) for lik in out["likelihoods"].values())
+        bits = torch.stack([(-torch.log2(lik.float())).flatten(1).sum(1) for lik in out["likelihoods"].values()]).sum(0)
         x_hat = out["x_hat"].float().clamp(0, 1).mul(255).round()
         mse = (x_hat - crops.mul(255).round()).pow(2).flatten(1).mean(1)
         psnr = (10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))).mean().item()
