@@ -248,7 +248,12 @@ def summarise(points_csv: Path, curve_csv: Path, domains: list[str], model: str 
                 f"{m:14s} {v['bd_rate_vs_plain_pct']:>10s} {v['bd_psnr_vs_plain_db']:>10s} {rd:>10s} "
                 f"{enc_s:>10s} {dec_s:>10s}"
             )
-    # how fast the gain arrives (sga and dr, all domains): share of the final hard-loss gain per tenth
+    out["gain_vs_iterations"] = gain_vs_iterations(curve_csv)
+    return out
+
+
+def gain_vs_iterations(curve_csv: Path) -> dict[str, list[tuple[float, float, float]]]:
+    """How fast the gain arrives (sga, dr, blr; all domains): share of the final hard-loss gain per tenth."""
     with open(curve_csv, newline="") as f:
         curve_rows = list(csv.DictReader(f))
     by_run: dict[tuple, list[tuple[int, float, float]]] = defaultdict(list)
@@ -273,14 +278,13 @@ def summarise(points_csv: Path, curve_csv: Path, domains: list[str], model: str 
                 times[decile].append(el)
         if fracs:
             speed[variant] = [(d / 10, float(np.mean(fracs[d])), float(np.mean(times[d]))) for d in sorted(fracs)]
-    out["gain_vs_iterations"] = speed
     for variant, shares in speed.items():
         print(
             f"\n{variant}: share of the final latent-refinement gain reached, by fraction of the iterations "
             "(share@seconds)"
         )
         print("  " + "  ".join(f"{int(f * 100)}%:{s:.2f}@{t:.0f}s" for f, s, t in shares))
-    return out
+    return speed
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def card(weights: Path, res: dict[str, Any], model: str, title: str, note: str) 
         "",
         "## Training history",
         "",
-        *history_rows(list(shipped.get("history") or [])),
+        *history_rows(_history(shipped)),
         "",
         *kodak_rows(res, model),
         "",
@@ -101,6 +101,12 @@ def card(weights: Path, res: dict[str, Any], model: str, title: str, note: str) 
     if note:
         lines += ["## Notes", "", note, ""]
     return "\n".join(lines)
+
+
+def _history(shipped: dict[str, Any]) -> list[dict[str, Any]]:
+    """The file's training history; files exported before histories were kept get one entry."""
+    step, wall = int(shipped.get("step") or 0), float(shipped.get("train_seconds") or 0.0)
+    return list(shipped.get("history") or [{"device": "CPU (2 cores)", "end_step": step, "end_wall": wall}])
 
 
 def main(argv: list[str] | None = None) -> int:
