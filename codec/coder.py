@@ -18,6 +18,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -219,10 +220,10 @@ def encode(
     model: str = "default",
     quality: float | None = None,
     lmbda: float | None = None,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> bytes:
     """Encode an image; returns the bytes of a verified ``.udic`` bitstream."""
-    return encode_report(image, model, quality, lmbda, **kwargs).data  # type: ignore[arg-type]
+    return encode_report(image, model, quality, lmbda, **kwargs).data
 
 
 __all__ = [

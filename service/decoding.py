@@ -44,6 +44,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from codec.bitstream import BitstreamError
 from codec.coder import PAD_MULTIPLE, decode_image, read_header
@@ -95,7 +96,7 @@ def plan_decode(data: bytes, settings: Settings) -> DecodePlan:
         header = read_header(data)
     except BitstreamError as exc:
         raise ProblemError(422, exc.kind, "Invalid bitstream", str(exc)) from None
-    w, h = int(header["width"]), int(header["height"])  # type: ignore[call-overload]
+    w, h = cast(int, header["width"]), cast(int, header["height"])  # read_header's image size
     padded = (w + (-w) % PAD_MULTIPLE) * (h + (-h) % PAD_MULTIPLE)
     if max(w * h, padded) > settings.max_pixels:
         raise ProblemError(

@@ -14,7 +14,7 @@ import argparse
 import logging
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -22,6 +22,9 @@ from rq.worker import WorkerStatus
 
 from service.core.config import get_settings
 from service.core.logging import setup_logging
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger("udic.worker")
 
@@ -70,7 +73,7 @@ def preload_models() -> None:
     log.info("models loaded", extra={"model": settings.default_model, "device": str(best_device()), "pid": os.getpid()})
 
 
-def _tiny_image():  # type: ignore[no-untyped-def]
+def _tiny_image() -> Image.Image:
     from PIL import Image
 
     return Image.new("RGB", (8, 8), (128, 128, 128))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -48,14 +48,14 @@ from codec.zoo.hashing import symbols_hash
 from codec.zoo.registry import Registry, default_registry
 
 
-def resolve_config(config: AdaptConfig | str, **overrides: object) -> AdaptConfig:
+def resolve_config(config: AdaptConfig | str, **overrides: Any) -> AdaptConfig:
     """A preset (by name, from :data:`codec.adaptation.config.PRESETS`) or a config, with the
     overrides that are not None replacing its fields."""
     if isinstance(config, str):
         if config not in PRESETS:
             raise InvalidQualityError(f"unknown adaptation preset {config!r}; presets: {', '.join(PRESETS)}")
         config = PRESETS[config]
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -68,6 +69,9 @@ def _row(
     dec_s: float,
     psnr_value: float | None = None,
 ) -> dict[str, object]:
+    if psnr_value is None:
+        assert rgb is not None and dec is not None  # a row without a given PSNR has the pixels
+        psnr_value = psnr(rgb, dec)
     return {
         "domain": domain,
         "codec": codec,
@@ -76,7 +80,7 @@ def _row(
         "settings_text": text,
         "bytes": nbytes,
         "bpp": nbytes * 8 / px,
-        "psnr": psnr_value if psnr_value is not None else psnr(rgb, dec),  # type: ignore[arg-type]
+        "psnr": psnr_value,
         "ms_ssim": ms_ssim(rgb, dec) if rgb is not None and dec is not None else float("nan"),
         "encode_s": enc_s,
         "decode_s": dec_s,
@@ -124,15 +128,15 @@ def vtm_reference(domain: str) -> list[dict[str, object]]:
         ]
 
 
-def curves(rows: list[dict[str, object]], images: set[str] | None = None) -> dict[str, tuple[list[float], list[float]]]:
+def curves(rows: list[dict[str, Any]], images: set[str] | None = None) -> dict[str, tuple[list[float], list[float]]]:
     """Mean (bpp, PSNR) per setting, per codec, sorted by rate; only images in ``images`` if given."""
     by: dict[str, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if images is not None and r["image"] not in images:
             continue
-        if not np.isfinite(float(r["psnr"])):  # type: ignore[arg-type]
+        if not np.isfinite(float(r["psnr"])):
             continue
-        by[str(r["codec"])][float(r["setting"])].append((float(r["bpp"]), float(r["psnr"])))  # type: ignore[arg-type]
+        by[str(r["codec"])][float(r["setting"])].append((float(r["bpp"]), float(r["psnr"])))
     out = {}
     for codec, settings in by.items():
         pts = sorted((float(np.mean([p[0] for p in v])), float(np.mean([p[1] for p in v]))) for v in settings.values())
