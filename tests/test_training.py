@@ -100,3 +100,17 @@ def test_fp32_islands_keep_gdn_and_last_layers_fp32_under_autocast() -> None:
         assert net.mixed(net.g_a, x).dtype == torch.float32
     with torch.no_grad():
         assert torch.equal(net.mixed(net.g_a, x), net.g_a(x))  # without autocast: the plain transform
+
+
+def test_the_candidate_weights_load_and_code(tmp_path: Path) -> None:
+    from codec.coder import decode_image
+    from codec.pipeline import EncodeRequest, encode
+    from codec.zoo import Registry, parse_checkpoint
+
+    weights = Path(__file__).resolve().parents[1] / "codec" / "zoo" / "weights" / "candidates" / "default-n96.pt"
+    reg = Registry(checkpoints=[parse_checkpoint(f"next={weights}")])
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    out = encode(img, EncodeRequest(model="next", quality=3), registry=reg)
+    assert reg.get("next").hash.hex() == "49c655180a51834d"  # the hash its model card states
+    assert decode_image(out.data, reg, bit_exact=True).rgb.shape == (64, 80, 3)

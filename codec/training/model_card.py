@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 
-from codec.models.gained import GainedMeanScaleHyperprior
-from codec.zoo.hashing import weights_hash
+from codec.zoo.loaders import load_gained_file
 from codec.zoo.registry import WEIGHTS_DIR
 
 
@@ -71,9 +70,8 @@ def kodak_rows(res: dict[str, Any], model: str) -> list[str]:
 def card(weights: Path, res: dict[str, Any], model: str, title: str, note: str) -> str:
     shipped = torch.load(weights, map_location="cpu", weights_only=True)
     cfg = shipped["config"]
-    net = GainedMeanScaleHyperprior.from_config(cfg)
-    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in shipped["state_dict"].items()}
-    net.load_state_dict(sd)
+    loaded = load_gained_file(weights, model)  # as decoders load it, so the hash is the one bitstreams carry
+    net = loaded.net
     n_params = sum(p.numel() for p in net.parameters())
     nh = cfg.get("Nh") or cfg["N"]
     lines = [
@@ -86,10 +84,10 @@ def card(weights: Path, res: dict[str, Any], model: str, title: str, note: str) 
         "|---|---|",
         f"| architecture | `codec/models/gained.py`, N={cfg['N']} (image transforms), Nh={nh} (hyper), M={cfg['M']}, {n_params:,} parameters |",
         f"| file | `{weights.name}`, {weights.stat().st_size / 1e6:.2f} MB: fp16 weights + probability tables (no `update()` at decode) |",
-        f"| weights hash | `{weights_hash(net).hex()}` (written into every bitstream) |",
+        f"| weights hash | `{loaded.hash.hex()}` (written into every bitstream) |",
         f"| rate levels | lambda = {', '.join(f'{v:.3g}' for v in cfg['lambdas'])} (MSE, CompressAI's qualities 1-6) |",
         f"| training | {shipped.get('step'):,} steps of batch 4 x 256x256 crops with flips, Adam, warm-up and cosine decay, each sample at a random level, mixed quantisation (noise for the rate, straight-through rounding for the decoder); {float(shipped.get('train_seconds') or 0) / 3600:.2f} h in all |",
-        f"| continue | `python -m codec.training.train_default --out runs/next --init {weights} --minutes 120` (then `python -m codec.zoo.retire` before `python -m codec.training.export runs/next/last.pt` over `default.pt`, so files made with these weights keep decoding) |",
+        f"| continue | `python -m codec.training.train_default --out runs/next --init {_shown(weights)} --minutes 120` (then `python -m codec.zoo.retire` before `python -m codec.training.export runs/next/last.pt` over `default.pt`, so files made with these weights keep decoding) |",
         "",
         "## Training history",
         "",
@@ -101,6 +99,14 @@ def card(weights: Path, res: dict[str, Any], model: str, title: str, note: str) 
     if note:
         lines += ["## Notes", "", note, ""]
     return "\n".join(lines)
+
+
+def _shown(path: Path) -> Path:
+    """The path as a reader of the repo would type it (relative to the current folder when inside it)."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _history(shipped: dict[str, Any]) -> list[dict[str, Any]]:
