@@ -1,9 +1,10 @@
-"""Shared fixtures: real images (from ../shared/datasets when present, else made here)."""
+"""Shared fixtures: real images (from ../shared/datasets when present, else made here) and a real Redis."""
 
 from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,20 @@ def synthetic_rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
     img[h // 3 : h // 2, w // 4 : w // 2] = [250, 20, 20]
     img += rng.normal(0, 4, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server of its own for a test module (skipped where none can be installed)."""
+    from service import stack as st
+
+    try:
+        st.redis_server_binary()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    port, data = st.free_port(), tmp_path_factory.mktemp("redis")
+    proc = st.start_redis(port, data, data / "redis.log")
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        st.stop(proc)

@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from codec.coder import decode_image, encode
-from service import stack as st
 from service.core.config import Settings
 from service.core.errors import ProblemError
 from service.decode_lanes import DecoderBusy, DecoderFailed, Lane
@@ -32,20 +31,6 @@ from udic_jobs import EncodePayload, JobRecord, JobStore
 from udic_jobs.storage import FileSystemStorage, bitstream_key
 
 OCTET = {"Content-Type": "application/octet-stream"}
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    try:
-        st.redis_server_binary()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-    port, data = st.free_port(), tmp_path_factory.mktemp("redis")
-    proc = st.start_redis(port, data, data / "redis.log")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        st.stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import importlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,19 +103,8 @@ def test_layering() -> None:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]:
-    from service import stack as st
-
-    try:
-        st.redis_server_binary()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-    port, data = st.free_port(), tmp_path_factory.mktemp("redis")
-    proc = st.start_redis(port, data)
-    try:
-        yield JobStore(Redis(port=port), "t", 60)
-    finally:
-        st.stop(proc)
+def store(redis_url: str) -> JobStore:
+    return JobStore(Redis.from_url(redis_url), "t", 60)
 
 
 def _record(job_id: str, owner: str, created: float) -> JobRecord:
