@@ -106,3 +106,11 @@ def test_bad_inputs_to_encode(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(img)
     _assert_one_line_error(udic("encode", img, "-q", "9"), code=3)
     _assert_one_line_error(udic("encode", img, "-m", "acme-9000"), code=3)
+
+
+def test_eval_with_a_missing_checkpoint_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    proc = udic("eval", "--checkpoint", f"gone={tmp_path / 'gone.pt'}", "--model", "gone", "--out", tmp_path / "ev")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("udic eval: error: ") and "gone.pt is missing" in lines[0]
+    assert not (tmp_path / "ev").exists()  # refused before any work

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -349,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.checkpoint:
         entry = parse_checkpoint(spec)
         register_checkpoint(entry.name, entry.path, entry.arch)
+    try:  # a missing or broken model is one line, before any work
+        default_registry().get(args.model)
+    except ModelError as exc:
+        print(f"udic eval: error: {exc}", file=sys.stderr)
+        return 3  # as the udic CLI: a model that is not available
     if datasets_root() is None:
         raise SystemExit("udic eval: error: ../shared/datasets not found (set UDIC_DATASETS)")
     args.out.mkdir(parents=True, exist_ok=True)

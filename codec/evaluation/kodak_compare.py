@@ -20,6 +20,7 @@ import argparse
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from codec.evaluation.bd import bd_psnr, bd_rate, format_bd
 from codec.imageio import load_image
 from codec.metrics import psnr
 from codec.pipeline import EncodeRequest, encode
-from codec.zoo import parse_checkpoint, register_checkpoint
+from codec.zoo import ModelError, default_registry, parse_checkpoint, register_checkpoint
 
 JPEG_QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 VVC_QPS = (24, 27, 30, 33, 36, 39, 42)
@@ -126,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.checkpoint:
         entry = parse_checkpoint(spec)
         register_checkpoint(entry.name, entry.path, entry.arch)
+    for model in args.model:  # a missing or broken model is one line, before any work
+        try:
+            default_registry().get(model)
+        except ModelError as exc:
+            print(f"kodak_compare: error: {exc}", file=sys.stderr)
+            return 3  # as the udic CLI: a model that is not available
     root = datasets_root()
     if root is None:
         raise SystemExit("../shared/datasets not found (set UDIC_DATASETS)")
