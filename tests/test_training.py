@@ -114,3 +114,13 @@ def test_the_candidate_weights_load_and_code(tmp_path: Path) -> None:
     out = encode(img, EncodeRequest(model="next", quality=3), registry=reg)
     assert reg.get("next").hash.hex() == "49c655180a51834d"  # the hash its model card states
     assert decode_image(out.data, reg, bit_exact=True).rgb.shape == (64, 80, 3)
+
+
+def test_bad_init_and_widen_are_one_line_errors(tmp_path: Path) -> None:
+    weights = Path(__file__).resolve().parents[1] / "codec" / "zoo" / "weights" / "default.pt"
+    args = train_default.build_parser().parse_args(["--init", str(tmp_path / "none.pt")])
+    with pytest.raises(SystemExit, match="is not a file"):
+        train_default.build_model(args, torch.device("cpu"))
+    args = train_default.build_parser().parse_args(["--init", str(weights), "--widen", "16"])
+    with pytest.raises(SystemExit, match="narrower than N=48"):
+        train_default.build_model(args, torch.device("cpu"))

@@ -172,6 +172,8 @@ def build_model(args: argparse.Namespace, device: torch.device) -> tuple[GainedM
     """A fresh model, or the ``--init`` weights (widened with ``--widen``), and where that left off."""
     if args.init is None:
         return GainedMeanScaleHyperprior(args.N, args.M, DEFAULT_LAMBDAS), {}
+    if not args.init.is_file():
+        raise SystemExit(f"train_default: error: --init {args.init} is not a file")
     shipped = torch.load(args.init, map_location="cpu", weights_only=True)
     model = GainedMeanScaleHyperprior.from_config(shipped["config"])
     # Bounds (likelihood floors, GDN pedestals, the scale bound) are constants of the architecture;
@@ -180,6 +182,8 @@ def build_model(args: argparse.Namespace, device: torch.device) -> tuple[GainedM
     keep = {k: v for k, v in shipped["state_dict"].items() if "bound" not in k and k != "lambdas"}
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in keep.items()}
     model.load_state_dict(sd, strict=False)
+    if args.widen and args.widen < model.N:
+        raise SystemExit(f"train_default: error: --widen {args.widen} is narrower than N={model.N} of {args.init}")
     if args.widen:
         model = widen(model, args.widen, seed=args.seed)
     step, wall = int(shipped.get("step") or 0), float(shipped.get("train_seconds") or 0.0)
