@@ -70,6 +70,7 @@ class Field(IntEnum):
     ENCODER = 0x01  # utf-8 name/version of the encoder that wrote the file (informational)
     LAMBDA = 0x02  # float32, the RD trade-off the encoder aimed at (informational)
     SYMBOLS_HASH = 0x03  # 4 bytes, BLAKE2b of the coded integer symbols; checked when present
+    TILING = 0x04  # u16 tile, u8 halo (latent units): the transforms ran in tiles (codec.tiling)
     MODEL_ID = 0x80  # utf-8, registry name of the base model
     MODEL_HASH = 0x81  # 8 bytes, hash of the weights and probability tables
     IMAGE_SIZE = 0x82  # u32 width, u32 height

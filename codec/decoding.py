@@ -46,9 +46,10 @@ from torch import Tensor, nn
 
 from codec.adaptation.decoding import adapter_maps, run_folded
 from codec.bitstream import BitstreamError, BitstreamTooLargeError, Container, Field, Section
-from codec.determinism import best_device, canonical_compute
+from codec.determinism import CANONICAL_DEVICE, best_device, canonical_compute
 from codec.imageio import DEFAULT_MAX_PIXELS, PAD_MULTIPLE, CodecImage, check_pixel_limit, padded_size
 from codec.models.gained import GainedMeanScaleHyperprior
+from codec.tiling import TileLayout, current_policy, synthesis_tiled
 from codec.zoo.base import BaseModel
 from codec.zoo.decompress import is_plain_hyperprior, padded_strings
 from codec.zoo.errors import UnknownModelError
@@ -280,14 +281,47 @@ def synthesize(lat: Latents, bit_exact: bool) -> Tensor:
     if bit_exact:
         with canonical_compute():
             return run_folded(lat.g_s, lat.y, lat.maps).clamp_(0, 1)
-    device = best_device()
+    g_s, maps, device = _synthesis_on(lat, best_device())
     with torch.inference_mode():
-        if device.type == "cpu":
-            return run_folded(lat.g_s, lat.y, lat.maps).clamp_(0, 1)
-        g_s = copy.deepcopy(lat.g_s).to(device)
-        assert isinstance(g_s, nn.Sequential)
-        maps = {i: m.to(device) for i, m in lat.maps.items()}
         return run_folded(g_s, lat.y.to(device), maps).clamp_(0, 1).cpu()
+
+
+def _synthesis_on(lat: Latents, device: torch.device) -> tuple[nn.Sequential, dict[int, Tensor], torch.device]:
+    """The synthesis and its adapter maps on ``device`` (a copy when that is not the CPU)."""
+    assert lat.g_s is not None
+    if device.type == "cpu":
+        return lat.g_s, lat.maps, device
+    g_s = copy.deepcopy(lat.g_s).to(device)
+    assert isinstance(g_s, nn.Sequential)
+    return g_s, {i: m.to(device) for i, m in lat.maps.items()}, device
+
+
+def choose_layout(lat: Latents, c: Container, bit_exact: bool, size: tuple[int, int]) -> TileLayout | None:
+    """How to run the synthesis: the file's own layout when it has one (that is its canonical
+    reconstruction); for a single-tile file the whole image when ``bit_exact`` (the canonical
+    pixels of old files), else tiles above the policy's threshold (memory bounded; pixels then
+    differ from the canonical ones by float rounding, as between thread counts)."""
+    layout = TileLayout.from_container(c)
+    if layout is not None or bit_exact or lat.x_hat is not None:
+        return layout
+    return current_policy().layout_for(*size)
+
+
+def synthesize_pixels(lat: Latents, bit_exact: bool, layout: TileLayout | None, size: tuple[int, int]) -> np.ndarray:
+    """The decoded (H, W, 3) uint8 image, whole or in tiles (``codec.tiling``)."""
+    w, h = size
+    if layout is None or lat.y is None or lat.g_s is None:
+        x_hat = synthesize(lat, bit_exact)
+        del lat
+        return to_uint8(x_hat[..., :h, :w])
+    y = lat.y
+    if bit_exact:
+        g_s, maps = lat.g_s, lat.maps
+        with canonical_compute():
+            return synthesis_tiled(lambda t: run_folded(g_s, t, maps), y, layout, size, CANONICAL_DEVICE)
+    g_s, maps, device = _synthesis_on(lat, best_device())
+    with torch.inference_mode():
+        return synthesis_tiled(lambda t: run_folded(g_s, t, maps), y, layout, size, device)
 
 
 def decode_image(
@@ -309,13 +343,13 @@ def decode_image(
     shape = check_claimed_size(w, h, max_pixels)
     base, level = resolve_model(c, reg)
     check_z_floor(base.net, c, shape)
+    TileLayout.from_container(c)  # a corrupt layout is refused before any entropy decoding
     alpha = _alpha_from_payload(c.sections[Section.ALPHA], w, h) if Section.ALPHA in c.sections else None
     with canonical_compute():
         lat = entropy_decode(base, c, shape, level)
     check_symbols(c, lat.symbols)
-    x_hat = synthesize(lat, bit_exact)
+    rgb = synthesize_pixels(lat, bit_exact, choose_layout(lat, c, bit_exact, (w, h)), (w, h))
     del lat
-    rgb = to_uint8(x_hat[..., :h, :w])
     gray = c.fields.get(Field.COLOR, b"\x00") == b"\x01"
     return CodecImage(rgb=rgb, alpha=alpha, grayscale=gray)
 
