@@ -18,9 +18,11 @@ instance per process (docs/ARCHITECTURE.md) and decode in a worker pool when thr
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -53,3 +55,27 @@ def canonical_compute() -> Iterator[None]:
 def best_device() -> torch.device:
     """CUDA when present, else CPU: for the optimisation parts of an encode."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (avx512_bf16 or AMX): elsewhere oneDNN emulates
+    it and bf16 is slower than fp32, so the optimisation stays in fp32 there."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16")) and bool(torch.backends.mkldnn.is_available())
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds up optimisation on ``device`` (CUDA with bf16, or a bf16 CPU).
+
+    Used by the adaptive encode (``codec.adaptation``): bf16 only ever runs in the optimisation,
+    never in the final coding, which goes through :func:`canonical_compute` in fp32.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return _cpu_has_native_bf16()
+    return False

@@ -34,7 +34,7 @@ class AdaptConfig:
     time_budget_s: float | None = None
     early_stop_patience: int = 0  # iterations without relative improvement > tol; 0 = off
     early_stop_tol: float = 1e-3
-    amp: bool = True  # bf16 autocast of the synthesis transform on GPUs that support it (rates stay fp32)
+    amp: bool = True  # bf16 autocast of the synthesis where the device runs bf16 natively (rates stay fp32)
     seed: int = 0
 
     @property

@@ -38,7 +38,7 @@ from codec.coder import (
     resolve_encode_model,
     to_tensor,
 )
-from codec.determinism import best_device, canonical_compute
+from codec.determinism import best_device, bf16_is_fast, canonical_compute
 from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
@@ -118,7 +118,6 @@ class AdaptiveEncoder:
         self.base, self.img, self.level, self.cfg = base, img, level, cfg
         self.base_net: GainedMeanScaleHyperprior = base.net  # on the CPU: the final coding runs there
         self.device, self.progress, self.registry = device, progress, registry
-        self.net: GainedMeanScaleHyperprior = base.net if device.type == "cpu" else copy.deepcopy(base.net).to(device)
         self.lmbda = base.lmbda_at(level)
         self.q = torch.tensor([level], dtype=torch.float32, device=device)
         self.x = pad_image(to_tensor(img.rgb)).to(device)
@@ -126,10 +125,21 @@ class AdaptiveEncoder:
         self.pixels = float(self.h * self.w)
         self.curve: list[tuple[str, int, float, float]] = []
         self.clock = _Clock(cfg.time_budget_s)
-        # mixed precision only where it is safe and useful: CUDA with bf16 (no loss scaling needed).
-        # Only the synthesis runs in bf16; likelihoods stay fp32 (their 1e-9 floor underflows in 16 bits).
-        self.amp = bool(cfg.amp and device.type == "cuda" and torch.cuda.is_bf16_supported())
+        # Mixed precision where the hardware runs bf16 natively: CUDA, or a CPU with avx512_bf16/AMX
+        # (no loss scaling needed). Only the synthesis runs in bf16; the rates stay fp32 (the
+        # likelihoods' 1e-9 floor underflows in 16 bits), and the final coding is canonical fp32.
+        self.amp = bool(cfg.amp and bf16_is_fast(device))
+        self.net = self._optimisation_copy(base.net, device)
         torch.manual_seed(cfg.seed)
+
+    def _optimisation_copy(self, net: GainedMeanScaleHyperprior, device: torch.device) -> GainedMeanScaleHyperprior:
+        """The model the stages optimise through: the base itself on a plain CPU run; a copy on CUDA,
+        or in channels_last for CPU bf16 (oneDNN's fast layout), so the shared base model, which the
+        canonical coding uses, is never changed."""
+        if device.type == "cpu" and not self.amp:
+            return net
+        copied = copy.deepcopy(net).to(device)
+        return copied.to(memory_format=torch.channels_last) if self.amp else copied
 
     # --- shared pieces (the trainers of codec.adaptation.stages use them) -------------
     def mse(self, x_hat: Tensor) -> Tensor:
