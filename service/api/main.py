@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import bitstreams, domains, jobs, system
+from service.api.routes import bitstreams, compare, domains, jobs, page, system
 
 api_router = APIRouter()
 api_router.include_router(system.router)
 api_router.include_router(jobs.router)
 api_router.include_router(bitstreams.router)
 api_router.include_router(domains.router)
+api_router.include_router(compare.router)
+api_router.include_router(page.router)

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, gt=0, lt=65536)
     redis_port: int = Field(6379, gt=0, lt=65536)
 
+    # --- the web page's comparison (POST /v1/compare): JPEG/WebP/AVIF searched to a byte size in the API
+    compare_max_pixels: int = Field(
+        2_100_000, gt=0, description="images above this many pixels are refused by /v1/compare (full HD fits)"
+    )
+    compare_wait_s: float = Field(60.0, gt=0, description="longest wait for the one comparison slot before 503")
+
     # --- security: "key1:alice,key2:bob" (key:owner); empty = no authentication
     api_keys: str = ""
 
