@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,12 +15,15 @@ from redis import Redis
 from codec import __version__
 from service.api.deps import Resources
 from service.api.main import api_router
+from service.api.problems import install_problem_docs
 from service.core.config import Settings, get_settings
 from service.core.errors import install_error_handlers
 from service.core.logging import setup_logging
+from service.fairness import dispatch_forever
 from service.metrics_registry import set_resources
 from service.middleware import BodyLimitMiddleware
 from udic_jobs import storage_from_settings
+from udic_jobs.storage.sweep import SweepReport, sweep
 
 log = logging.getLogger("udic.api")
 
@@ -30,17 +34,28 @@ Universal deep image compression as a service. Upload an image (`POST /v1/jobs`)
 """
 
 
+def sweep_once(res: Resources) -> SweepReport:
+    """Delete what has outlived its kind's lifetime (:mod:`udic_jobs.storage.sweep`): ended jobs'
+    uploads, bitstreams past the retention (records expire in Redis by themselves). Never adapters."""
+
+    def job_state(job_id: str) -> str | None:
+        rec = res.store.get(job_id)
+        return None if rec is None else rec.state
+
+    report = sweep(res.storage, res.settings.retention_s, job_state)
+    log.info("storage sweep", extra={"deleted": len(report.deleted), "kept": report.kept})
+    return report
+
+
 async def _sweep_forever(res: Resources) -> None:
-    """Retention: delete uploads and bitstreams older than UDIC_RETENTION_S (records expire in Redis)."""
-    interval = max(60.0, min(3600.0, res.settings.retention_s / 24))
+    """Run :func:`sweep_once` at start and every ``UDIC_SWEEP_INTERVAL_S``; a failed sweep is logged
+    and tried again at the next interval (several APIs may sweep at once: deletes are idempotent)."""
     while True:
         try:
-            n = await asyncio.to_thread(res.storage.sweep, res.settings.retention_s)
-            if n:
-                log.info("retention sweep", extra={"deleted_files": n})
+            await asyncio.to_thread(sweep_once, res)
         except Exception:
-            log.exception("retention sweep failed")
-        await asyncio.sleep(interval)
+            log.exception("storage sweep failed")
+        await asyncio.sleep(res.settings.sweep_interval_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,22 +68,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         res = Resources.connect(settings, redis, storage_from_settings(settings))
         app.state.resources = res
         set_resources(res)
-        swept = res.storage.sweep(settings.retention_s)
         log.info(
             "api started",
             extra={
                 "version": __version__,
                 "redis": settings.redis_url,
-                "storage": str(settings.storage_root),
+                "storage": res.storage.location,
                 "auth": settings.auth_enabled,
-                "swept_expired_files": swept,
             },
         )
-        yield
-        redis.close()
+        sweeper = asyncio.create_task(_sweep_forever(res), name="storage-sweep")
+        dispatcher = asyncio.create_task(
+            dispatch_forever(res.jobs.gate, settings.fair_dispatch_interval_s), name="fair-dispatch"
+        )
+        try:
+            yield
+        finally:
+            for task in (sweeper, dispatcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            redis.close()
 
     app = FastAPI(title="udic", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    install_problem_docs(app, settings.auth_enabled)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.include_router(api_router)
     return app

@@ -168,7 +168,7 @@ def test_shared_registry_is_one_per_configuration(tmp_path: Path) -> None:
     a = shared_registry(capacity=3, domains_dir=tmp_path)
     assert shared_registry(capacity=3, domains_dir=tmp_path) is a
     assert shared_registry(capacity=3, domains_dir=tmp_path / "other") is not a
-    assert default_registry() is default_registry() and default_registry().domains.root == Path("var/domains")
+    assert default_registry() is default_registry() and default_registry().domains.root == Path("var/storage/domains")
 
 
 def test_quality_and_lambda_rules() -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from udic_jobs.payloads import JobPayload, parse_payload
-from udic_jobs.storage import upload_key
+from udic_jobs.storage.keys import upload_key
 
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL = frozenset({"finished", "failed", "cancelled"})

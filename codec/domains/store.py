@@ -1,21 +1,25 @@
 """Where trained domain adapters live, and how they are named.
 
-A domain adapter is a file ``<id>.pt`` in the store's folder (the service's ``UDIC_DOMAINS_DIR``,
-default ``<storage_root>/domains``; the codec's default registry uses ``var/domains``). Its *hash*
-is an 8-byte BLAKE2b of the decoder-side tensors (what a decoder needs); its *id* is the first 12
-hex digits of that hash plus the user's name, so the same weights always get the same id.
-Bitstreams carry id and hash; decoders refuse a mismatch.
+A domain adapter is a file ``<id>.pt``, kept by an :class:`AdapterFiles`: a local folder
+(:class:`FolderFiles`; the codec's default registry uses ``var/storage/domains``, the service's
+default folder too) or, in the service, its blob storage (``domains/`` in the folder or the S3
+bucket every host shares). Its *hash* is an 8-byte BLAKE2b of the decoder-side tensors (what a
+decoder needs); its *id* is the first 12 hex digits of that hash plus the user's name, so the same
+weights always get the same id. Bitstreams carry id and hash; decoders refuse a mismatch.
+Adapters live until deleted (:meth:`DomainStore.delete`): nothing here expires them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -89,9 +93,68 @@ class DomainRecord:
         }
 
 
-class DomainStore:
+@runtime_checkable
+class AdapterFiles(Protocol):
+    """Adapter files by name (``<id>.pt``): a folder here, or the service's blob storage.
+
+    ``read`` raises KeyError (or FileNotFoundError) for a missing file; ``write`` is atomic."""
+
+    @property
+    def where(self) -> str: ...
+    def read(self, name: str) -> bytes: ...
+    def write(self, name: str, data: bytes) -> None: ...
+    def names(self) -> list[str]: ...
+    def remove(self, name: str) -> None: ...
+
+
+class FolderFiles:
+    """Adapter files in a local folder (written atomically: temp file, then rename)."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FolderFiles) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    @property
+    def where(self) -> str:
+        return str(self.root)
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def write(self, name: str, data: bytes) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, self.root / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.root.glob("*.pt")] if self.root.is_dir() else []
+
+    def remove(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
+
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class DomainStore:
+    """Saves, loads, lists and deletes adapters in ``files`` (a folder path means :class:`FolderFiles`)."""
+
+    def __init__(self, files: Path | str | AdapterFiles):
+        self.files: AdapterFiles = files if isinstance(files, AdapterFiles) else FolderFiles(Path(files))
+
+    @property
+    def root(self) -> Path:
+        """The folder of a folder-backed store (what the CLI prints); a storage's location otherwise."""
+        return self.files.root if isinstance(self.files, FolderFiles) else Path(self.files.where)
 
     def save(
         self, name: str, base_model: str, base_hash: bytes, trained: TrainedAdapter, owner: str = "anonymous"
@@ -116,8 +179,7 @@ class DomainStore:
             encoder,
             owner,
         )
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{rec.id}.tmp"
+        buf = io.BytesIO()
         torch.save(
             {
                 **rec.summary(),
@@ -127,19 +189,19 @@ class DomainStore:
                 "decoder": rec.decoder,
                 "encoder": rec.encoder,
             },
-            tmp,
+            buf,
         )
-        os.replace(tmp, self.root / f"{rec.id}.pt")
+        self.files.write(f"{rec.id}.pt", buf.getvalue())
         return rec
 
     def get(self, domain_id: str) -> DomainRecord:
-        if not re.match(r"^[A-Za-z0-9_-]{1,64}$", domain_id):
+        if not _ID.match(domain_id):
             raise UnknownDomainError(f"unknown domain adapter {domain_id!r}")
-        path = self.root / f"{domain_id}.pt"
         try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise UnknownDomainError(f"unknown domain adapter {domain_id!r} (not in {self.root})") from None
+            raw = self.files.read(f"{domain_id}.pt")
+        except (KeyError, FileNotFoundError):
+            raise UnknownDomainError(f"unknown domain adapter {domain_id!r} (not in {self.files.where})") from None
+        d = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         return DomainRecord(
             d["id"],
             d["name"],
@@ -156,7 +218,17 @@ class DomainStore:
             d.get("owner", "anonymous"),
         )
 
+    def delete(self, domain_id: str) -> None:
+        """Remove an adapter (UnknownDomainError if there is none): bitstreams coded with it stop decoding."""
+        self.get(domain_id)
+        self.files.remove(f"{domain_id}.pt")
+
     def list(self) -> list[DomainRecord]:
-        if not self.root.is_dir():
-            return []
-        return sorted((self.get(p.stem) for p in self.root.glob("*.pt")), key=lambda r: r.created)
+        recs = []
+        for name in self.files.names():
+            if name.endswith(".pt") and not name.startswith("."):
+                try:
+                    recs.append(self.get(name[: -len(".pt")]))
+                except UnknownDomainError:  # deleted while we listed
+                    continue
+        return sorted(recs, key=lambda r: r.created)

@@ -17,8 +17,9 @@ a hash of its weights *and* probability tables (:mod:`codec.zoo.hashing`); bitst
 a decoder with different weights under the same name refuses instead of producing garbage.
 
 The codec reads no environment: a registry is built from explicit arguments. The service builds
-its own from its settings (``UDIC_CHECKPOINTS``, ``UDIC_DOMAINS_DIR``); codec callers that pass no
-registry get :func:`default_registry` (``var/domains``, no checkpoints).
+its own from its settings (``UDIC_CHECKPOINTS``, and its storage's ``domains/`` or ``UDIC_DOMAINS_DIR``);
+codec callers that pass no registry get :func:`default_registry` (``var/storage/domains``, the
+service's default folder, so ``udic train-domain`` and a default service share adapters; no checkpoints).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codec.domains.modules import bake
-from codec.domains.store import DomainError, DomainStore, UnknownDomainError
+from codec.domains.store import AdapterFiles, DomainError, DomainStore, FolderFiles, UnknownDomainError
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.zoo.base import BaseModel
 from codec.zoo.cache import LRUCache
@@ -72,8 +73,9 @@ ZOO_MODELS = (
 )
 #: zoo models that a single image encodes fast enough for the service (no serial context model)
 SERVICE_ZOO_MODELS = ("bmshj2018-hyperprior", "mbt2018-mean")
-#: where domain adapters are stored when the caller names no folder (relative to the working directory)
-DEFAULT_DOMAINS_DIR = Path("var/domains")
+#: where domain adapters are stored when the caller names no folder (relative to the working directory):
+#: the service's default too (``<UDIC_STORAGE_ROOT>/domains`` with the default ``var/storage``)
+DEFAULT_DOMAINS_DIR = Path("var/storage/domains")
 #: loaded models a registry keeps (each is tens of MB)
 DEFAULT_CAPACITY = 8
 
@@ -109,7 +111,8 @@ def parse_checkpoints(spec: str) -> list[CheckpointSpec]:
 class Registry:
     """Names -> loaders, with a small LRU of loaded models (thread-safe).
 
-    ``domains_dir`` is the folder of trained domain adapters (:attr:`domains`); ``checkpoints`` are
+    ``domains_dir`` is the folder of trained domain adapters, or any :class:`~codec.domains.store.AdapterFiles`
+    (the service passes its blob storage's) (:attr:`domains`); ``checkpoints`` are
     registered up front, as by :meth:`register_checkpoint`; ``previous_dir`` holds the retired
     versions of the embedded model (:mod:`codec.zoo.versions`; the package's folder by default).
     """
@@ -117,11 +120,11 @@ class Registry:
     def __init__(
         self,
         capacity: int = DEFAULT_CAPACITY,
-        domains_dir: Path | str | None = None,
+        domains_dir: Path | str | AdapterFiles | None = None,
         checkpoints: Iterable[CheckpointSpec] = (),
         previous_dir: Path | str | None = None,
     ):
-        self.domains = DomainStore(DEFAULT_DOMAINS_DIR if domains_dir is None else Path(domains_dir))
+        self.domains = DomainStore(DEFAULT_DOMAINS_DIR if domains_dir is None else domains_dir)
         self.previous = PreviousWeights(PREVIOUS_DIR if previous_dir is None else Path(previous_dir))
         self._cache: LRUCache[tuple[str, object], BaseModel] = LRUCache(capacity)
         self._checkpoints: dict[str, CheckpointSpec] = {}
@@ -190,6 +193,10 @@ class Registry:
             raise ModelMismatchError(f"domain adapter {domain_id!r} here has different weights than the bitstream's")
         return model
 
+    def forget_domain(self, domain_id: str) -> None:
+        """Drop the models baked with ``domain_id`` from this registry's cache (after the adapter was deleted)."""
+        self._cache.discard_where(lambda key: str(key[1]).startswith(f"domain:{domain_id}:"))
+
     def resolve(self, name: str, quality: float | None = None, lmbda: float | None = None) -> tuple[BaseModel, float]:
         """The model to code with and the exact level: for zoo models the quality picks the network."""
         if name in ZOO_MODELS:
@@ -232,13 +239,13 @@ class Registry:
         raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(self.names())}")
 
 
-_shared: dict[tuple[int, Path, tuple[CheckpointSpec, ...]], Registry] = {}
+_shared: dict[tuple[int, AdapterFiles, tuple[CheckpointSpec, ...]], Registry] = {}
 _shared_lock = threading.Lock()
 
 
 def shared_registry(
     capacity: int = DEFAULT_CAPACITY,
-    domains_dir: Path | str = DEFAULT_DOMAINS_DIR,
+    domains_dir: Path | str | AdapterFiles = DEFAULT_DOMAINS_DIR,
     checkpoints: Iterable[CheckpointSpec] = (),
 ) -> Registry:
     """The process-wide registry for this configuration, built on first use.
@@ -247,7 +254,8 @@ def shared_registry(
     (the API's routes and decoder, the worker's tasks, the CLI's commands) gets the same registry.
     The arguments come from the caller: the service and the worker pass their settings.
     """
-    key = (capacity, Path(domains_dir), tuple(checkpoints))
+    files = domains_dir if isinstance(domains_dir, AdapterFiles) else FolderFiles(Path(domains_dir))
+    key = (capacity, files, tuple(checkpoints))
     with _shared_lock:
         if key not in _shared:
             _shared[key] = Registry(*key)
@@ -255,7 +263,7 @@ def shared_registry(
 
 
 def default_registry() -> Registry:
-    """The registry of codec callers that pass none: ``var/domains`` and no checkpoints."""
+    """The registry of codec callers that pass none: ``var/storage/domains`` and no checkpoints."""
     return shared_registry()
 
 

@@ -22,8 +22,14 @@ class Settings(BaseSettings):
     # --- infrastructure
     redis_url: str = "redis://127.0.0.1:6379/0"
     storage_root: Path = Path("var/storage")
+    storage_url: str = Field(
+        "", description="empty: the folder UDIC_STORAGE_ROOT; file:///path; or s3://bucket/prefix (udic_jobs.storage)"
+    )
+    s3_endpoint_url: str = Field("", description="S3-compatible endpoint (MinIO...); empty: AWS_ENDPOINT_URL or AWS")
     queue_name: str = "udic-encode"
-    domains_dir: Path | None = Field(None, description="trained domain adapters; default <storage_root>/domains")
+    domains_dir: Path | None = Field(
+        None, description="a local folder for domain adapters; default: the storage's domains/ (every host sees it)"
+    )
     key_prefix: str = "udic"
 
     # --- limits on what users send
@@ -36,7 +42,10 @@ class Settings(BaseSettings):
     job_timeout_s: int = Field(3600, gt=0, description="hard limit on one encode job")
     result_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="how long finished jobs and bitstreams are kept")
     failure_ttl_s: int = Field(7 * 24 * 3600, gt=0)
-    retention_s: int = Field(7 * 24 * 3600, gt=0, description="job records, uploads and bitstreams expire after this")
+    retention_s: int = Field(7 * 24 * 3600, gt=0, description="job records and bitstreams expire after this")
+    sweep_interval_s: float = Field(
+        3600.0, gt=0, description="the API deletes expired bitstreams and ended jobs' uploads this often"
+    )
     job_retries: int = Field(1, ge=0, description="retries of a job whose worker died")
     progress_interval_s: float = Field(0.5, ge=0, description="minimum time between progress writes")
     retry_after_s: int = 2
