@@ -24,6 +24,7 @@ from codec.adaptation.encoder import AdaptiveResult, encode_with_config, resolve
 from codec.coder import EncodeResult, ImageInput, load_input, resolve_encode_model
 from codec.imageio import DEFAULT_MAX_PIXELS
 from codec.progress import ProgressCallback, no_progress
+from codec.rate_control import InvalidTargetError, RateTarget, TargetReport, encode_to_target
 from codec.zoo import DEFAULT_MODEL, Registry, default_registry
 
 
@@ -36,7 +37,8 @@ class EncodeRequest:
     (``codec.adaptation.config.PRESET_NAMES``) or a full config; ``time_budget_s``, ``latent_iters``
     and ``decoder_iters`` override the config's fields when set. ``domain`` is a stored domain
     adapter id, ``"auto"`` (the cheapest stored adapter for this image, or none) or None.
-    (A rate *target* and a region of interest are planned as further fields here.)
+    ``target`` (``codec.rate_control.RateTarget``: bytes, bpp or PSNR) replaces the quality: the level
+    is searched on real files (then neither ``quality`` nor ``lmbda`` may be given).
     """
 
     model: str = DEFAULT_MODEL
@@ -47,6 +49,7 @@ class EncodeRequest:
     latent_iters: int | None = None
     decoder_iters: int | None = None
     domain: str | None = None
+    target: RateTarget | None = None
 
     @property
     def adaptation_name(self) -> str:
@@ -69,6 +72,7 @@ class EncodeOutcome:
 
     request: EncodeRequest
     adaptive: AdaptiveResult  # the choice among candidates, their real RD costs, stage timings, curve
+    target: TargetReport | None = None  # what a target encode reached, and its cost in probes
 
     @property
     def result(self) -> EncodeResult:
@@ -113,6 +117,7 @@ class EncodeOutcome:
             "adaptation_choice": self.choice,
             "rd_saving_pct": round(self.rd_saving_pct, 3),
             "domain": self.domain,
+            **({"target": self.target.as_dict()} if self.target is not None else {}),
         }
 
 
@@ -132,5 +137,11 @@ def encode(
     cfg = request.config()  # an unknown preset fails before the image is even read
     reg = registry or default_registry()
     img = load_input(image, max_pixels)
+    if request.target is not None:
+        if request.quality is not None or request.lmbda is not None:
+            raise InvalidTargetError("give a target or a quality/lambda, not both")
+        base, _ = resolve_encode_model(reg, img, request.model, None, None, request.domain)
+        reached = encode_to_target(base, img, request.target, cfg, reg, progress, device)
+        return EncodeOutcome(request, reached.adaptive, reached.report)
     base, level = resolve_encode_model(reg, img, request.model, request.quality, request.lmbda, request.domain)
     return EncodeOutcome(request, encode_with_config(base, img, level, cfg, reg, progress, device))
