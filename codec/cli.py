@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Never
 
@@ -88,13 +89,36 @@ def _encode_one(src: Path, args: argparse.Namespace) -> EncodeResult:
     adaptive = args.adapt != "none"
     bar, show = _iteration_bar(src, quiet=args.quiet or not adaptive)
     try:
-        outcome = encode(src, request, max_pixels=args.max_pixels, progress=show)
+        with _tiling(args):
+            outcome = encode(src, request, max_pixels=args.max_pixels, progress=show)
     finally:
         bar.close()
     if adaptive and not args.quiet:
         costs = ", ".join(f"{k} {v:.4f}" for k, v in outcome.adaptive.costs.items())
         tqdm.write(f"  adaptation: chose {outcome.choice} (RD cost: {costs})", file=sys.stdout)
     return outcome.result
+
+
+def _tiling(args: argparse.Namespace) -> AbstractContextManager[None]:
+    """The tiling policy of --tile-threshold / --tile-size (codec.tiling)."""
+    from codec.tiling import TilingPolicy, tiling_policy
+
+    return tiling_policy(TilingPolicy.from_pixels(args.tile_threshold, args.tile_size))
+
+
+def _add_tiling_options(parser: argparse.ArgumentParser, what: str) -> None:
+    from codec.tiling import DEFAULT_THRESHOLD_PIXELS, DEFAULT_TILE, LATENT_STRIDE
+
+    parser.add_argument(
+        "--tile-threshold",
+        type=int,
+        default=DEFAULT_THRESHOLD_PIXELS,
+        metavar="PIXELS",
+        help=f"{what} images whose padded area exceeds this in tiles, with memory set by the tile size",
+    )
+    parser.add_argument(
+        "--tile-size", type=int, default=DEFAULT_TILE * LATENT_STRIDE, metavar="PX", help="tile side, a multiple of 64"
+    )
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -126,7 +150,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
         data = src.read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {src}: {exc.strerror or exc}") from None
-    img = decode_image(data, max_pixels=args.max_pixels, bit_exact=args.bit_exact)
+    with _tiling(args):
+        img = decode_image(data, max_pixels=args.max_pixels, bit_exact=args.bit_exact)
     if dst.suffix.lower() not in (".png", ".tif", ".tiff", ".bmp", ".webp"):
         raise CliError(
             f"decode writes a lossless image: use .png, .tif, .bmp or .webp, not {dst.suffix or 'no suffix'}"
@@ -268,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--latent-iters", type=int, help="override the preset's latent refinement steps")
     e.add_argument("--decoder-iters", type=int, help="override the preset's adapter steps")
     e.add_argument("--quiet", action="store_true")
+    _add_tiling_options(e, "code")
     e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help="decode a .udic bitstream to a lossless image")
@@ -281,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger (padded) images")
     d.add_argument("--quiet", action="store_true")
+    _add_tiling_options(d, "decode single-tile files of")
     d.set_defaults(func=cmd_decode)
 
     i = sub.add_parser("info", help="print the header of a .udic bitstream")

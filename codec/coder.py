@@ -128,12 +128,13 @@ def encode_resolved(
     t0 = time.monotonic()
     progress(ProgressEvent("analysis", 0, 3, time.monotonic() - t0))
     layout = current_policy().layout_for(img.width, img.height) if tileable(base) else None
+    workers = torch.get_num_threads()  # tiles run in parallel, each on canonical compute's one thread
     progress(ProgressEvent("entropy-coding", 1, 3, time.monotonic() - t0))
     with canonical_compute():
         out = (
             base.compress(pad_image(to_tensor(img.rgb)), level)
             if layout is None
-            else _compress_tiled(base, img, level, layout)
+            else _compress_tiled(base, img, level, layout, workers)
         )
     progress(ProgressEvent("verification", 2, 3, time.monotonic() - t0))
     extra: dict[int, bytes] = {}
@@ -151,12 +152,12 @@ def tileable(base: BaseModel) -> bool:
     return isinstance(base.net, GainedMeanScaleHyperprior)
 
 
-def _compress_tiled(base: BaseModel, img: CodecImage, level: float, layout: TileLayout) -> dict[str, Any]:
+def _compress_tiled(base: BaseModel, img: CodecImage, level: float, layout: TileLayout, workers: int) -> dict[str, Any]:
     """``base.compress`` with the analysis run in tiles: the same latents (measured bit-identical,
     tests/test_tiling.py), without a float copy of the whole image or its feature maps."""
     net = base.net
     assert isinstance(net, GainedMeanScaleHyperprior)
-    y = analysis_tiled(net.g_a, img.rgb, layout, net.M)
+    y = analysis_tiled(net.g_a, img.rgb, layout, net.M, workers)  # contiguous: channels-last changes its floats
     return net.compress_latents(y, net.h_a(y), base.level_tensor(level))
 
 

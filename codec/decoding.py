@@ -308,20 +308,32 @@ def choose_layout(lat: Latents, c: Container, bit_exact: bool, size: tuple[int, 
 
 
 def synthesize_pixels(lat: Latents, bit_exact: bool, layout: TileLayout | None, size: tuple[int, int]) -> np.ndarray:
-    """The decoded (H, W, 3) uint8 image, whole or in tiles (``codec.tiling``)."""
+    """The decoded (H, W, 3) uint8 image, whole or in tiles (``codec.tiling``).
+
+    Tiles on the CPU always run canonically (one thread per tile, several tiles at once: the
+    caller's torch thread count), so a tiled decode is bit-exact whatever ``bit_exact`` says; on
+    CUDA, unless ``bit_exact``, the tiles run there one after the other."""
     w, h = size
     if layout is None or lat.y is None or lat.g_s is None:
         x_hat = synthesize(lat, bit_exact)
         del lat
         return to_uint8(x_hat[..., :h, :w])
-    y = lat.y
-    if bit_exact:
-        g_s, maps = lat.g_s, lat.maps
+    y, maps = lat.y, lat.maps
+    device = CANONICAL_DEVICE if bit_exact else best_device()
+    if device.type == "cpu":
+        workers = torch.get_num_threads()  # the caller's, read before canonical mode sets one
+        g_s = copy.deepcopy(lat.g_s).to(memory_format=torch.channels_last)  # same floats, faster
         with canonical_compute():
-            return synthesis_tiled(lambda t: run_folded(g_s, t, maps), y, layout, size, CANONICAL_DEVICE)
-    g_s, maps, device = _synthesis_on(lat, best_device())
-    with torch.inference_mode():
-        return synthesis_tiled(lambda t: run_folded(g_s, t, maps), y, layout, size, device)
+            return synthesis_tiled(
+                lambda t: run_folded(g_s, t.contiguous(memory_format=torch.channels_last), maps),
+                y,
+                layout,
+                size,
+                CANONICAL_DEVICE,
+                workers,
+            )
+    dev_g_s, dev_maps, _ = _synthesis_on(lat, device)
+    return synthesis_tiled(lambda t: run_folded(dev_g_s, t, dev_maps), y, layout, size, device)
 
 
 def decode_image(

@@ -27,15 +27,17 @@ single-tile format byte for byte.
 from __future__ import annotations
 
 import contextvars
+import copy
 import math
 import struct
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from codec.bitstream import BitstreamError, Container, Field
 from codec.imageio import PAD_MULTIPLE, padded_size
@@ -93,6 +95,18 @@ class TilingPolicy:
     threshold_pixels: int = DEFAULT_THRESHOLD_PIXELS
     layout: TileLayout = TileLayout()
 
+    @classmethod
+    def from_pixels(cls, threshold_pixels: int, tile_px: int = DEFAULT_TILE * LATENT_STRIDE) -> TilingPolicy:
+        """A policy from user-facing figures (a tile side in pixels, a multiple of 64)."""
+        if threshold_pixels < 0:
+            raise ValueError(f"the tiling threshold must be 0 or more pixels, not {threshold_pixels}")
+        if tile_px % PAD_MULTIPLE or not (PAD_MULTIPLE <= tile_px <= _MAX_TILE * LATENT_STRIDE):
+            raise ValueError(
+                f"the tile size must be a multiple of {PAD_MULTIPLE} from {PAD_MULTIPLE} to "
+                f"{_MAX_TILE * LATENT_STRIDE} pixels, not {tile_px}"
+            )
+        return cls(threshold_pixels, TileLayout(tile_px // LATENT_STRIDE))
+
     def layout_for(self, width: int, height: int) -> TileLayout | None:
         pw, ph = padded_size(width, height)
         return self.layout if pw * ph > self.threshold_pixels else None
@@ -129,24 +143,49 @@ Writer = Callable[[int, int, int, int, Tensor], None]
 
 
 def run_tiled(
-    fn: Callable[[Tensor], Tensor], grid: tuple[int, int], layout: TileLayout, read: Reader, write: Writer
+    fn: Callable[[Tensor], Tensor],
+    grid: tuple[int, int],
+    layout: TileLayout,
+    read: Reader,
+    write: Writer,
+    workers: int = 1,
 ) -> None:
     """Run ``fn`` on every tile of a latent grid (rows, cols) with its halo, keeping the centres.
 
     ``read(a0, a1, b0, b1)`` gives the input for latent rows ``a0:a1`` and columns ``b0:b1`` (the
     window, halo included, clipped to the grid: at the image border the transform's own zero
     padding applies, as for the whole image); ``fn``'s output has a fixed number of output units
-    per latent; ``write(r0, r1, c0, c1, out)`` receives the tile's centre in those units."""
+    per latent; ``write(r0, r1, c0, c1, out)`` receives the tile's centre in those units.
+
+    ``workers`` tiles run at once, each in its own thread. Under :func:`canonical_compute` each
+    tile's convolutions then run on one thread, as canonical coding requires, and the tiles use
+    the cores instead: the pixels are those of a one-thread run (tests/test_tiling.py)."""
     rows, cols = grid
     h = layout.halo
-    for r0, r1 in spans(rows, layout.tile):
-        a0, a1 = max(0, r0 - h), min(rows, r1 + h)
-        for c0, c1 in spans(cols, layout.tile):
-            b0, b1 = max(0, c0 - h), min(cols, c1 + h)
+    boxes = [(r, c) for r in spans(rows, layout.tile) for c in spans(cols, layout.tile)]
+
+    def one(box: tuple[tuple[int, int], tuple[int, int]]) -> None:
+        (r0, r1), (c0, c1) = box
+        a0, a1, b0, b1 = max(0, r0 - h), min(rows, r1 + h), max(0, c0 - h), min(cols, c1 + h)
+        with torch.inference_mode():  # thread-local: set in each worker
             out = fn(read(a0, a1, b0, b1))
             s = out.shape[-2] // (a1 - a0)
             write(r0, r1, c0, c1, out[..., (r0 - a0) * s : (r1 - a0) * s, (c0 - b0) * s : (c1 - b0) * s])
-            del out
+
+    if workers <= 1 or len(boxes) == 1:
+        for box in boxes:
+            one(box)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="udic-tile") as pool:
+        for _ in pool.map(one, boxes):  # in order; re-raises a tile's exception here
+            pass
+
+
+def channels_last(transform: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``transform`` on channels-last tensors: about 1.7x faster on CPU here, and the same floats
+    (measured bit-identical on one thread, tests/test_tiling.py). A copy: the model is shared."""
+    fast = copy.deepcopy(transform).to(memory_format=torch.channels_last)
+    return lambda x: fast(x.contiguous(memory_format=torch.channels_last))
 
 
 def pixel_window(rgb: np.ndarray, a0: int, a1: int, b0: int, b1: int) -> Tensor:
@@ -160,7 +199,9 @@ def pixel_window(rgb: np.ndarray, a0: int, a1: int, b0: int, b1: int) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
-def analysis_tiled(g_a: Callable[[Tensor], Tensor], rgb: np.ndarray, layout: TileLayout, channels: int) -> Tensor:
+def analysis_tiled(
+    g_a: Callable[[Tensor], Tensor], rgb: np.ndarray, layout: TileLayout, channels: int, workers: int = 1
+) -> Tensor:
     """The analysis transform's y for a whole (H, W, 3) uint8 image, computed tile by tile."""
     pw, ph = padded_size(rgb.shape[1], rgb.shape[0])
     grid = (ph // LATENT_STRIDE, pw // LATENT_STRIDE)
@@ -169,7 +210,7 @@ def analysis_tiled(g_a: Callable[[Tensor], Tensor], rgb: np.ndarray, layout: Til
     def write(r0: int, r1: int, c0: int, c1: int, out: Tensor) -> None:
         y[..., r0:r1, c0:c1] = out
 
-    run_tiled(g_a, grid, layout, lambda a0, a1, b0, b1: pixel_window(rgb, a0, a1, b0, b1), write)
+    run_tiled(g_a, grid, layout, lambda a0, a1, b0, b1: pixel_window(rgb, a0, a1, b0, b1), write, workers)
     return y
 
 
@@ -184,7 +225,12 @@ def to_uint8_into(out: np.ndarray, x: Tensor, r0: int, c0: int) -> None:
 
 
 def synthesis_tiled(
-    g_s: Callable[[Tensor], Tensor], y: Tensor, layout: TileLayout, size: tuple[int, int], device: torch.device
+    g_s: Callable[[Tensor], Tensor],
+    y: Tensor,
+    layout: TileLayout,
+    size: tuple[int, int],
+    device: torch.device,
+    workers: int = 1,
 ) -> np.ndarray:
     """The (H, W, 3) uint8 image for synthesis input ``y`` (1, M, rows, cols), tile by tile.
 
@@ -196,7 +242,10 @@ def synthesis_tiled(
     def write(r0: int, r1: int, c0: int, c1: int, px: Tensor) -> None:
         to_uint8_into(out, px.cpu(), r0 * LATENT_STRIDE, c0 * LATENT_STRIDE)
 
-    run_tiled(g_s, (y.shape[-2], y.shape[-1]), layout, lambda a0, a1, b0, b1: y[..., a0:a1, b0:b1].to(device), write)
+    def read(a0: int, a1: int, b0: int, b1: int) -> Tensor:
+        return y[..., a0:a1, b0:b1].to(device)
+
+    run_tiled(g_s, (y.shape[-2], y.shape[-1]), layout, read, write, workers)
     return out
 
 
@@ -206,8 +255,8 @@ def squared_error(a: np.ndarray, b: np.ndarray, rows: int = 256) -> int:
         raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
     total = 0
     for r in range(0, a.shape[0], rows):
-        d = a[r : r + rows].astype(np.int32) - b[r : r + rows].astype(np.int32)
-        total += int(np.einsum("...,...->", d, d, dtype=np.int64))
+        d = a[r : r + rows].astype(np.int64) - b[r : r + rows].astype(np.int64)
+        total += int((d * d).sum())
     return total
 
 

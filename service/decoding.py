@@ -48,6 +48,7 @@ from typing import cast
 
 from codec.bitstream import BitstreamError
 from codec.coder import PAD_MULTIPLE, decode_image, read_header
+from codec.tiling import TilingPolicy, tiling_policy
 from codec.zoo import ModelError, Registry
 from service.core.config import Settings, get_settings
 from service.core.errors import ProblemError
@@ -109,10 +110,16 @@ def plan_decode(data: bytes, settings: Settings) -> DecodePlan:
     return DecodePlan(w, h, padded, padded * settings.decode_bytes_per_pixel)
 
 
-def _decode_checked(data: bytes, reg: Registry, max_pixels: int) -> Decoded:
+def tiling_of(settings: Settings) -> TilingPolicy:
+    """The configured tiling (UDIC_TILE_THRESHOLD_PIXELS, UDIC_TILE_PX): which decodes run in tiles."""
+    return TilingPolicy.from_pixels(settings.tile_threshold_pixels, settings.tile_px)
+
+
+def _decode_checked(data: bytes, reg: Registry, max_pixels: int, tiling: TilingPolicy) -> Decoded:
     t = time.perf_counter()
     try:
-        img = decode_image(data, registry=reg, max_pixels=max_pixels)
+        with tiling_policy(tiling):
+            img = decode_image(data, registry=reg, max_pixels=max_pixels)
     except BitstreamError as exc:
         raise ProblemError(422, exc.kind, "Invalid bitstream", str(exc)) from None
     except ModelError as exc:
@@ -130,13 +137,14 @@ def decode_to_png(data: bytes) -> tuple[bytes, float]:
     raises ProblemError (4xx) for anything the client sent wrong."""
     settings = get_settings()
     plan_decode(data, settings)
-    out = _decode_checked(data, registry(), settings.max_pixels)
+    out = _decode_checked(data, registry(), settings.max_pixels, tiling_of(settings))
     return out.png, out.decode_s
 
 
 # --- in a decoder process --------------------------------------------------------------------------
 _worker: dict[str, Registry] = {}
 _worker_limits: dict[str, int] = {}
+_worker_tiling: dict[str, TilingPolicy] = {}
 
 
 def _init_worker(settings: Settings, nice: int) -> None:
@@ -154,6 +162,7 @@ def _init_worker(settings: Settings, nice: int) -> None:
         reg.get(settings.default_model)
     _worker["registry"] = reg
     _worker_limits["max_pixels"] = settings.max_pixels
+    _worker_tiling["policy"] = tiling_of(settings)
 
 
 def _release_heap() -> None:
@@ -165,7 +174,7 @@ def _release_heap() -> None:
 def worker_decode(data: bytes) -> Decoded | Refusal:
     """Runs in a decoder process (the header was checked by the API already)."""
     try:
-        return _decode_checked(data, _worker["registry"], _worker_limits["max_pixels"])
+        return _decode_checked(data, _worker["registry"], _worker_limits["max_pixels"], _worker_tiling["policy"])
     except ProblemError as exc:
         return Refusal(exc.status, exc.kind, exc.title, exc.detail)
     finally:
