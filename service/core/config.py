@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         256, ge=0, description="PNGs of stored bitstreams kept in memory (LRU; they expire with the bitstream)"
     )
 
+    # --- tiled coding (codec.tiling): images above the threshold are coded in tiles, memory set by the tile
+    tile_threshold_pixels: int = Field(
+        4_194_304, ge=0, description="padded pixel counts above this are encoded (and old files decoded) in tiles"
+    )
+    tile_px: int = Field(1024, ge=64, le=65536, multiple_of=64, description="tile side in pixels")
+
     # --- the local stack (python -m service.stack): defaults of its --port and --redis-port
     port: int = Field(8000, gt=0, lt=65536)
     redis_port: int = Field(6379, gt=0, lt=65536)
