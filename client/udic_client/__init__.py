@@ -4,7 +4,7 @@ from udic_client import Client
 c = Client("http://127.0.0.1:8000")
 result = c.compress("photo.png", quality=3)        # waits, shows progress
 print(result.metrics.bpp, result.metrics.psnr)
-image = c.decode(result.bitstream)                # PIL image (or format="png" for bytes)
+png = c.decode(result.bitstream)                  # PNG bytes (format="pil": a PIL image, [pil] extra)
 """
 
 from udic_client.aio import AsyncClient

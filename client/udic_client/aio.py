@@ -66,10 +66,14 @@ class AsyncClient:
         time_budget_s: float | None = None,
         idempotency_key: str | None = None,
         domain: str | None = None,
+        target_bytes: int | None = None,
+        target_bpp: float | None = None,
+        target_psnr: float | None = None,
     ) -> Job:
         files, data, headers = _core.compress_form(
             image, model, quality, lmbda, adaptation, time_budget_s, idempotency_key, domain
         )
+        data.update(_core.target_fields(target_bytes, target_bpp, target_psnr))
         r = await self._request("POST", "/v1/jobs", files=files, data=data, headers=headers)
         return Job.model_validate(r.json())
 
@@ -105,10 +109,10 @@ class AsyncClient:
     async def download(self, job_id: str) -> bytes:
         return (await self._request("GET", f"/v1/bitstreams/{job_id}")).content
 
-    async def download_image(self, job_id: str, format: str = "pil") -> Any:
+    async def download_image(self, job_id: str, format: str = "png") -> Any:
         return _core.png_or_image((await self._request("GET", f"/v1/bitstreams/{job_id}/image")).content, format)
 
-    async def decode(self, bitstream: bytes, format: str = "pil") -> Any:
+    async def decode(self, bitstream: bytes, format: str = "png") -> Any:
         r = await self._request(
             "POST", "/v1/decode", content=bitstream, headers={"Content-Type": "application/octet-stream"}
         )
@@ -128,6 +132,9 @@ class AsyncClient:
         timeout: float | None = None,
         idempotency_key: str | None = None,
         domain: str | None = None,
+        target_bytes: int | None = None,
+        target_bpp: float | None = None,
+        target_psnr: float | None = None,
     ) -> CompressResult | Job:
         job = await self.submit(
             image,
@@ -138,6 +145,9 @@ class AsyncClient:
             time_budget_s=time_budget_s,
             idempotency_key=idempotency_key,
             domain=domain,
+            target_bytes=target_bytes,
+            target_bpp=target_bpp,
+            target_psnr=target_psnr,
         )
         if not wait:
             return job

@@ -73,11 +73,15 @@ class Client:
         time_budget_s: float | None = None,
         idempotency_key: str | None = None,
         domain: str | None = None,
+        target_bytes: int | None = None,
+        target_bpp: float | None = None,
+        target_psnr: float | None = None,
     ) -> Job:
         """Upload an image and queue its encode; returns at once with the queued job."""
         files, data, headers = _core.compress_form(
             image, model, quality, lmbda, adaptation, time_budget_s, idempotency_key, domain
         )
+        data.update(_core.target_fields(target_bytes, target_bpp, target_psnr))
         return Job.model_validate(self._request("POST", "/v1/jobs", files=files, data=data, headers=headers).json())
 
     def job(self, job_id: str) -> Job:
@@ -113,11 +117,12 @@ class Client:
         """The .udic bitstream of a finished job."""
         return self._request("GET", f"/v1/bitstreams/{job_id}").content
 
-    def download_image(self, job_id: str, format: str = "pil") -> Any:
+    def download_image(self, job_id: str, format: str = "png") -> Any:
         return _core.png_or_image(self._request("GET", f"/v1/bitstreams/{job_id}/image").content, format)
 
-    def decode(self, bitstream: bytes, format: str = "pil") -> Any:
-        """Decode .udic bytes on the server: a PIL image (``format='pil'``) or PNG bytes (``'png'``)."""
+    def decode(self, bitstream: bytes, format: str = "png") -> Any:
+        """Decode .udic bytes on the server: PNG bytes (default; no Pillow needed) or, with
+        ``format='pil'`` and the ``[pil]`` extra, a PIL image."""
         png = self._request(
             "POST", "/v1/decode", content=bitstream, headers={"Content-Type": "application/octet-stream"}
         ).content
@@ -137,6 +142,9 @@ class Client:
         timeout: float | None = None,
         idempotency_key: str | None = None,
         domain: str | None = None,
+        target_bytes: int | None = None,
+        target_bpp: float | None = None,
+        target_psnr: float | None = None,
     ) -> CompressResult | Job:
         """Upload, and (``wait=True``) wait for the encode and download the bitstream."""
         job = self.submit(
@@ -148,6 +156,9 @@ class Client:
             time_budget_s=time_budget_s,
             idempotency_key=idempotency_key,
             domain=domain,
+            target_bytes=target_bytes,
+            target_bpp=target_bpp,
+            target_psnr=target_psnr,
         )
         if not wait:
             return job

@@ -54,8 +54,8 @@ def test_upload_progress_finish_download_decode(e2e: E2EStack, big_png: bytes) -
     assert m.bpp == pytest.approx(len(result.bitstream) * 8 / (2304 * 1536))
     # the service's decodes equal the codec's own decode of the downloaded bytes, pixel for pixel
     local = decode_image(result.bitstream).rgb
-    assert np.array_equal(np.asarray(c.decode(result.bitstream).convert("RGB")), local)
-    assert np.array_equal(np.asarray(c.download_image(result.job.id).convert("RGB")), local)
+    assert np.array_equal(np.asarray(c.decode(result.bitstream, format="pil").convert("RGB")), local)
+    assert np.array_equal(np.asarray(c.download_image(result.job.id, format="pil").convert("RGB")), local)
     original = np.asarray(Image.open(__import__("io").BytesIO(big_png)).convert("RGB")).astype(float)
     psnr = 10 * np.log10(255**2 / np.mean((local.astype(float) - original) ** 2))
     assert m.psnr == pytest.approx(psnr, abs=1e-6)
@@ -75,7 +75,9 @@ def test_adaptive_job_shows_its_stages_and_never_loses(e2e: E2EStack, small_png:
     assert m.adaptation == "fast" and m.adaptation_choice in ("plain", "latents", "latents+adapters")
     assert m.rd_saving_pct >= 0.0
     assert "latent-refinement" in stages  # the optimisation's progress reached the client
-    assert np.array_equal(np.asarray(c.decode(result.bitstream).convert("RGB")), decode_image(result.bitstream).rgb)
+    assert np.array_equal(
+        np.asarray(c.decode(result.bitstream, format="pil").convert("RGB")), decode_image(result.bitstream).rgb
+    )
     with pytest.raises(ValidationError):
         c.submit(small_png, adaptation="turbo")
 
@@ -227,7 +229,7 @@ async def test_async_client_same_surface(e2e: E2EStack, small_png: bytes) -> Non
 
     async with AsyncClient(e2e.url, api_key=KEYS["alice"], poll_interval=0.05) as ac:
         result = await ac.compress(small_png, quality=2)
-        img = await ac.decode(result.bitstream)
+        img = await ac.decode(result.bitstream, format="pil")
         assert img.size == (256, 192)
         assert (await ac.job(result.job.id)).state == "finished"
 
@@ -269,7 +271,8 @@ def test_domain_adapter_trained_listed_used_and_private(e2e: E2EStack, datasets)
     assert result.metrics.domain == domain_id
     # decoding goes through the API's cache of base models with domain adapters applied
     assert np.array_equal(
-        np.asarray(c.decode(result.bitstream).convert("RGB")), decode_image_with_domains(e2e, result.bitstream)
+        np.asarray(c.decode(result.bitstream, format="pil").convert("RGB")),
+        decode_image_with_domains(e2e, result.bitstream),
     )
     auto = c.compress(samples[1], quality=3, domain="auto", progress=False)
     assert auto.metrics.domain in (None, domain_id)
