@@ -25,6 +25,7 @@ from codec.domains.train import train_domain
 from codec.imageio import CodecImage, ImageInputError, load_image
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.pipeline import EncodeRequest, encode
+from codec.tiling import TilingPolicy, tiling_policy
 from codec.zoo import ModelError
 from service.core.config import Settings, get_settings
 from service.core.model_registry import registry
@@ -140,7 +141,9 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, store: JobStore) -> di
         raise JobInputError("the uploaded image is no longer in storage") from None
     request = _encode_request(rec.payload(EncodePayload), settings)
     try:
-        outcome = encode(upload, request, registry=registry(), max_pixels=settings.max_pixels, progress=on_progress)
+        # large images are coded in tiles (memory set by the tile size): the configured policy
+        with tiling_policy(TilingPolicy.from_pixels(settings.tile_threshold_pixels, settings.tile_px)):
+            outcome = encode(upload, request, registry=registry(), max_pixels=settings.max_pixels, progress=on_progress)
     except (ImageInputError, ModelError, BitstreamError) as exc:
         raise JobInputError(str(exc)) from None
     key = bitstream_key(job_id)
