@@ -9,8 +9,12 @@ Keys (``prefix`` is ``UDIC_KEY_PREFIX``, "udic" by default), all expiring after 
 - ``{prefix}:stats:jobs`` (hash, count per event) and ``{prefix}:stats:encode_seconds`` (list of the
   last 1000 encode durations): the figures ``/metrics`` reports
 
+The per-owner fair-use keys (unfinished jobs, jobs waiting their turn, request counts) are laid
+out by :class:`udic_jobs.owners.OwnerBook` (``store.owners``).
+
 The API and the worker both go through this class, so a change of layout is made here once. The
-``mark_*`` methods are the state transitions; each counts its event in the stats.
+``mark_*`` methods are the state transitions; each counts its event in the stats, and the ending
+ones take the job off its owner's unfinished jobs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, cast
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
+from udic_jobs.owners import OwnerBook
 from udic_jobs.records import JobRecord, encode_field, now
 
 ENCODE_SECONDS_KEPT = 1000
@@ -34,6 +39,7 @@ def _fields(values: dict[str, str]) -> dict[FieldT, EncodableT]:
 class JobStore:
     def __init__(self, redis: Redis, prefix: str, retention_s: int):
         self.r, self.prefix, self.retention_s = redis, prefix, retention_s
+        self.owners = OwnerBook(redis, prefix, retention_s)
 
     def key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -60,11 +66,53 @@ class JobStore:
         raw = cast("dict[bytes, bytes]", self.r.hgetall(self.key(job_id)))  # a sync client: never awaitable
         return JobRecord.from_redis(raw) if raw else None
 
+    def snapshot(self, job_id: str, rq_key: str) -> tuple[JobRecord | None, bool, str | None]:
+        """The record, whether a cancel was asked, and the ``status`` field of the hash ``rq_key``
+        (rq's job, named by the caller: this package does not know rq), in one round trip (MULTI:
+        the three are read at one instant, so a worker's writes are seen all or none)."""
+        with self.r.pipeline() as p:
+            p.hgetall(self.key(job_id))
+            p.exists(self.cancel_key(job_id))
+            p.hget(rq_key, "status")
+            raw, cancel, status = p.execute()
+        rec = JobRecord.from_redis(raw) if raw else None
+        return rec, bool(cancel), status.decode() if status is not None else None
+
+    def snapshots(self, ids: list[str], rq_key: str) -> list[tuple[JobRecord, bool, str | None]]:
+        """:meth:`snapshot` of many jobs in one round trip (``rq_key`` has ``{id}`` in it); expired
+        records are left out."""
+        with self.r.pipeline() as p:
+            for job_id in ids:
+                p.hgetall(self.key(job_id))
+                p.exists(self.cancel_key(job_id))
+                p.hget(rq_key.format(id=job_id), "status")
+            out = p.execute()
+        rows = []
+        for i in range(0, len(out), 3):
+            raw, cancel, status = out[i : i + 3]
+            if raw:
+                rows.append((JobRecord.from_redis(raw), bool(cancel), status.decode() if status is not None else None))
+        return rows
+
     def recent(self, owner: str, limit: int) -> list[JobRecord]:
         """The owner's records, newest first (those already expired are left out)."""
         ids = cast("list[bytes]", self.r.zrevrange(self.owner_key(owner), 0, limit - 1))
         recs = (self.get(raw.decode()) for raw in ids)
         return [rec for rec in recs if rec is not None]
+
+    def older_ids(self, owner: str, before: tuple[float, str] | None, count: int) -> list[tuple[str, float]]:
+        """Up to ``count`` of the owner's job ids (with creation times), newest first, strictly older
+        than the position ``before`` = (created_at, id); ties in time are ordered by id."""
+        key = self.owner_key(owner)
+        if before is None:
+            raw = self.r.zrevrange(key, 0, count - 1, withscores=True)
+        else:
+            # members with the cursor's own score come first (then by id, descending): skip up to it
+            raw = self.r.zrevrangebyscore(key, before[0], "-inf", start=0, num=count + 64, withscores=True)
+        rows = [(m.decode(), float(s)) for m, s in cast("list[tuple[bytes, float]]", raw)]
+        if before is not None:
+            rows = [(i, s) for i, s in rows if s < before[0] or (s == before[0] and i < before[1])]
+        return rows[:count]
 
     def update(self, job_id: str, **fields: Any) -> None:
         mapping = _fields({k: encode_field(k, v) for k, v in fields.items()})
@@ -85,14 +133,23 @@ class JobStore:
     def mark_finished(self, job_id: str, **fields: Any) -> None:
         self.update(job_id, state="finished", finished_at=now(), **fields)
         self.count_state("finished")
+        self._ended(job_id)
 
     def mark_failed(self, job_id: str, kind: str, detail: str) -> None:
         self.update(job_id, state="failed", finished_at=now(), error={"type": kind, "detail": detail})
         self.count_state("failed")
+        self._ended(job_id)
 
     def mark_cancelled(self, job_id: str) -> None:
         self.update(job_id, state="cancelled", finished_at=now(), error={})
         self.count_state("cancelled")
+        self._ended(job_id)
+
+    def _ended(self, job_id: str) -> None:
+        """The job no longer counts against its owner's limit of unfinished jobs."""
+        owner = cast("bytes | None", self.r.hget(self.key(job_id), "owner"))
+        if owner is not None:
+            self.owners.release(owner.decode(), job_id)
 
     def mark_retrying(self, job_id: str, kind: str, detail: str) -> None:
         """Back to the queue after a lost worker; the reason stays visible while it waits."""

@@ -16,6 +16,7 @@ from rq import Queue
 
 from service.core.config import Settings
 from service.core.security import current_owner
+from service.fairness import RateLimiter
 from service.jobs import JobService
 from udic_jobs import JobStore, Storage
 
@@ -28,12 +29,15 @@ class Resources:
     store: JobStore
     storage: Storage
     jobs: JobService
+    limiter: RateLimiter
 
     @classmethod
     def connect(cls, settings: Settings, redis: Redis, storage: Storage) -> Resources:
         queue = Queue(settings.queue_name, connection=redis)
         store = JobStore(redis, settings.key_prefix, settings.retention_s)
-        return cls(settings, redis, queue, store, storage, JobService(store, queue, settings))
+        return cls(
+            settings, redis, queue, store, storage, JobService(store, queue, settings), RateLimiter(store, settings)
+        )
 
 
 def resources(request: Request) -> Resources:

@@ -13,8 +13,9 @@ from service.models import DomainInfo, ErrorInfo, JobLinks, JobOptions, JobView,
 from udic_jobs import DomainPayload, JobRecord
 
 
-def job_view(res: Resources, rec: JobRecord, state: str | None = None) -> JobView:
-    """The job as the API shows it; ``state`` when the caller already knows it."""
+def job_view(res: Resources, rec: JobRecord, state: str | None = None, cancel: bool | None = None) -> JobView:
+    """The job as the API shows it; ``state`` and ``cancel`` (a cancel was asked) when the caller
+    already knows them (then nothing is read from Redis here)."""
     if state is None:
         rec, state = res.jobs.state(rec)
     base = f"/v1/jobs/{rec.id}"
@@ -43,7 +44,7 @@ def job_view(res: Resources, rec: JobRecord, state: str | None = None) -> JobVie
             "metrics": Metrics(**rec.metrics) if rec.metrics and state == "finished" and not is_domain_job else None,
             "domain": domain,
             "error": ErrorInfo(**rec.error) if rec.error and state in ("failed", "queued") else None,
-            "cancel_requested": res.store.cancel_requested(rec.id),
+            "cancel_requested": res.store.cancel_requested(rec.id) if cancel is None else cancel,
             "attempts": rec.attempts,
             "links": links,
         }

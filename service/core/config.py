@@ -100,6 +100,19 @@ class Settings(BaseSettings):
     # --- security: "key1:alice,key2:bob" (key:owner); empty = no authentication
     api_keys: str = ""
 
+    # --- fair use per API key (service/fairness.py)
+    max_active_jobs_per_owner: int = Field(
+        32, gt=0, description="queued + running jobs one owner may have; one more is answered 429"
+    )
+    active_jobs_retry_after_s: int = Field(10, gt=0, description="Retry-After of the 429 for too many unfinished jobs")
+    rate_limit_requests: int = Field(
+        600, ge=0, description="requests one API key may make per rate_limit_window_s (0: no limit; no keys: none)"
+    )
+    rate_limit_window_s: int = Field(10, gt=0, description="the rate limit's fixed window")
+    fair_dispatch_interval_s: float = Field(
+        0.2, gt=0, description="how often the API moves each owner's next job into the queue (service/fairness.py)"
+    )
+
     # --- logging
     log_level: str = "INFO"
     log_json: bool = True

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.deps import OwnerDep, Resources, ResourcesDep
+from service.api.problems import problems
 from service.core.errors import ProblemError
 from service.decoding import Decoder
 from udic_jobs import JobRecord
@@ -44,6 +45,7 @@ DecoderDep = Annotated[Decoder, Depends(decoder)]
 router = APIRouter(tags=["bitstreams"], lifespan=decoder_lifespan)
 log = logging.getLogger("udic.api")
 
+STORED = problems(409, 410, s409="the job has not finished", s410="the bitstream was removed (retention)")
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "the decoded image (PNG)"},
     503: {
@@ -77,7 +79,7 @@ def _finished_bitstream(res: Resources, job_id: str, owner: str) -> bytes:
 
 @router.get(
     "/v1/bitstreams/{job_id}",
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"application/octet-stream": {}}}, **STORED},
     response_class=Response,
     summary="The .udic bitstream of a finished job",
 )
@@ -92,7 +94,7 @@ def get_bitstream(job_id: str, owner: OwnerDep, res: ResourcesDep) -> Response:
 
 @router.get(
     "/v1/bitstreams/{job_id}/image",
-    responses=PNG_RESPONSE,
+    responses={**PNG_RESPONSE, **STORED},
     response_class=Response,
     summary="The decoded image of a finished job (PNG)",
 )
@@ -119,7 +121,7 @@ async def get_bitstream_image(job_id: str, owner: OwnerDep, res: ResourcesDep, d
     summary="Decode a .udic bitstream sent as the request body (application/octet-stream)",
     openapi_extra={
         "requestBody": {
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}}},
             "required": True,
         }
     },
