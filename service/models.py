@@ -36,6 +36,24 @@ class Progress(BaseModel):
     psnr: float | None = None
 
 
+class TargetMetrics(BaseModel):
+    """What an encode with a rate target reached (codec.rate_control.TargetReport)."""
+
+    kind: str = Field(description="bytes, bpp or psnr")
+    value: float = Field(description="the target asked for")
+    reached: float = Field(description="the file's value in the target's unit")
+    status: str = Field(
+        description="reached; approximate (probe limit); below-range / above-range: the target needs less / more "
+        "than the model's lowest / highest rate, so the file is the closest one"
+    )
+    met: bool = Field(description="the file respects the target: size not over it, PSNR not under it")
+    probes: int = Field(description="plain encodes the level search ran")
+    adaptive_runs: int = Field(0, description="adaptive encodes run (2 when it re-aimed)")
+    search_seconds: float = 0.0
+    adaptive_seconds: float = 0.0
+    level: float = Field(description="the rate level of the file (quality - 1)")
+
+
 class Metrics(BaseModel):
     bytes: int
     bpp: float
@@ -51,6 +69,7 @@ class Metrics(BaseModel):
     )
     rd_saving_pct: float = Field(0.0, description="RD cost saved against the plain encode, percent")
     domain: str | None = Field(None, description="the domain adapter the encode used (chosen when 'auto')")
+    target: TargetMetrics | None = Field(None, description="with target_bytes, target_bpp or target_psnr")
 
 
 class ErrorInfo(BaseModel):

@@ -28,6 +28,10 @@ class EncodePayload(BaseModel):
     adaptation: str = "none"
     time_budget_s: float | None = Field(None, gt=0)
     domain: str | None = None
+    # a rate target instead of a quality (at most one; codec.rate_control checks the values)
+    target_bytes: int | None = None
+    target_bpp: float | None = None
+    target_psnr: float | None = None
     kind: Literal["encode"] = "encode"
 
 

@@ -26,7 +26,7 @@ from udic_client.errors import (
     ValidationError,
     WaitTimeoutError,
 )
-from udic_client.models import CompressResult, Job, JobMetrics, JobProgress
+from udic_client.models import CompressResult, Job, JobMetrics, JobProgress, TargetReached
 
 __version__ = "0.1.0"
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "ServerError",
+    "TargetReached",
     "TransportError",
     "UdicError",
     "UnauthorizedError",

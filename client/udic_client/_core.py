@@ -61,6 +61,13 @@ def compress_form(
     return files, data, headers
 
 
+def target_fields(target_bytes: int | None, target_bpp: float | None, target_psnr: float | None) -> dict[str, str]:
+    """Form fields for a rate target instead of a quality (the server refuses more than one, or one
+    with a quality: 422 invalid-target)."""
+    given = {"target_bytes": target_bytes, "target_bpp": target_bpp, "target_psnr": target_psnr}
+    return {k: str(v) for k, v in given.items() if v is not None}
+
+
 def _read(image: ImageSource) -> tuple[bytes, str]:
     if isinstance(image, (bytes, bytearray)):
         return bytes(image), "image"

@@ -20,6 +20,22 @@ class JobProgress(_Model):
     psnr: float | None = None
 
 
+class TargetReached(_Model):
+    """What an encode with a rate target reached: ``status`` is reached, approximate, below-range or
+    above-range (then the file is the closest the model makes); ``met``: the file respects the target."""
+
+    kind: str
+    value: float
+    reached: float
+    status: str
+    met: bool
+    probes: int
+    adaptive_runs: int = 0
+    search_seconds: float = 0.0
+    adaptive_seconds: float = 0.0
+    level: float = 0.0
+
+
 class JobMetrics(_Model):
     bytes: int
     bpp: float
@@ -33,6 +49,7 @@ class JobMetrics(_Model):
     adaptation_choice: str = "plain"
     rd_saving_pct: float = 0.0
     domain: str | None = None
+    target: TargetReached | None = None
 
 
 class JobError(_Model):

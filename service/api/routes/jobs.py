@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from codec.domains.store import UnknownDomainError
+from codec.rate_control import InvalidTargetError, RateTarget
 from codec.zoo import ModelError
 from service.api.deps import OwnerDep, Resources, ResourcesDep
 from service.api.uploads import validate_image
@@ -44,6 +45,22 @@ def _payload(
     )
 
 
+def _with_target(
+    opts: EncodePayload, target_bytes: int | None, target_bpp: float | None, target_psnr: float | None
+) -> EncodePayload:
+    """The payload with its rate target (``codec.rate_control``); 422 for a target no image could
+    meet, more than one target, or a target together with a quality or lambda."""
+    try:
+        target = RateTarget.from_options(target_bytes, target_bpp, target_psnr)
+    except InvalidTargetError as exc:
+        raise ProblemError(422, exc.kind, "Invalid encode options", str(exc)) from None
+    if target is None:
+        return opts
+    if opts.quality is not None or opts.lmbda is not None:
+        raise ProblemError(422, "invalid-target", "Invalid encode options", "give a target or quality/lambda, not both")
+    return opts.model_copy(update={"target_bytes": target_bytes, "target_bpp": target_bpp, "target_psnr": target_psnr})
+
+
 def _check_payload(opts: EncodePayload, owner: str) -> None:
     """422 unless the domain adapter is the owner's and the model takes the options (loads models:
     run it in a thread)."""
@@ -58,6 +75,9 @@ def _check_payload(opts: EncodePayload, owner: str) -> None:
         base, _ = registry().resolve(opts.model, opts.quality, opts.lmbda)
         if opts.adaptation != "none" and not base.variable_rate:
             raise ModelError(f"adaptation works with the variable-rate models (like 'default'), not {opts.model}")
+        targeted = (opts.target_bytes, opts.target_bpp, opts.target_psnr) != (None, None, None)
+        if targeted and not base.variable_rate:
+            raise InvalidTargetError(f"a target needs a variable-rate model (like 'default'), not {opts.model}")
     except ModelError as exc:
         raise ProblemError(422, exc.kind, "Invalid encode options", str(exc)) from None
 
@@ -86,9 +106,13 @@ async def create_job(
     adaptation: Annotated[str, Form()] = "none",
     time_budget_s: Annotated[float | None, Form(gt=0)] = None,
     domain: Annotated[str | None, Form(description="a domain adapter id, or 'auto'")] = None,
+    target_bytes: Annotated[int | None, Form(gt=0, description="a file size to reach instead of a quality")] = None,
+    target_bpp: Annotated[float | None, Form(gt=0, description="bits per pixel to reach instead of a quality")] = None,
+    target_psnr: Annotated[float | None, Form(description="a PSNR (dB) to reach at least, not a quality")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobView:
     opts = _payload(model, quality, lmbda, adaptation, time_budget_s, domain)
+    opts = _with_target(opts, target_bytes, target_bpp, target_psnr)
     data = await file.read()
     await run_in_threadpool(_check_payload, opts, owner)
     width, height = await run_in_threadpool(validate_image, data, res.settings.max_pixels)
