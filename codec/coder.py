@@ -5,10 +5,15 @@ the model to code with happens once, in :func:`resolve_encode_model`; :func:`enc
 with a model already resolved. The content-adaptive encode (``codec.adaptation.encoder``) and the one
 encode entry point for callers (``codec.pipeline.encode``) build on these two.
 
-``encode`` always verifies: it decodes its own bytes through the public decode path and checks
-that the pixels equal the encoder's own reconstruction, so a stored bitstream is known to decode.
-That decode is bit-exact (canonical synthesis), so the reported PSNR is the one every decoder can
-reproduce. Decoding itself lives in :mod:`codec.decoding` (re-exported here).
+``encode`` always verifies: it decodes its own bytes through the public decode path, and the
+decoder must recover exactly the integer symbols the encoder coded (the symbol hash the encoder
+writes into the file, checked before the synthesis; every model that reports its symbols: the
+embedded variable-rate models and the plain hyperpriors -- autoregressive zoo models are only
+checked to decode). Equal symbols give equal pixels on the canonical path, so a pixel comparison
+with the encoder's own reconstruction would add nothing but a second synthesis (36 % of a plain
+encode's time, measured on Kodak 23 at quality 3). That decode is bit-exact (canonical synthesis),
+so the reported PSNR is the one every decoder can reproduce. Decoding itself lives in
+:mod:`codec.decoding` (re-exported here).
 """
 
 from __future__ import annotations
@@ -142,7 +147,7 @@ def encode_resolved(
         extra[Field.SYMBOLS_HASH] = symbols_hash(out["symbols"])
     if layout is not None:
         extra[Field.TILING] = layout.to_bytes()
-    result = _finish(base, img, level, out["strings"], expected=None, registry=registry, extra_fields=extra or None)
+    result = _finish(base, img, level, out["strings"], registry=registry, extra_fields=extra or None)
     progress(ProgressEvent("done", 3, 3, time.monotonic() - t0, result.bpp, result.psnr))
     return result
 
@@ -214,11 +219,12 @@ def _finish(
     img: CodecImage,
     level: float,
     strings: list[list[bytes]],
-    expected: np.ndarray | None,
     registry: Registry,
     extra_fields: dict[int, bytes] | None = None,
     extra_sections: dict[int, bytes] | None = None,
 ) -> EncodeResult:
+    """The container, verified: decoded by the public path, whose symbol-hash check (in
+    ``extra_fields``) fails unless the decoder recovers the symbols the encoder coded."""
     data = build_container(base, img, level, strings, extra_fields, extra_sections)
     try:
         # bit-exact: the canonical pixels every decoder can reproduce, so metrics are reproducible;
@@ -227,8 +233,6 @@ def _finish(
         decoded = decode_image(data, registry=registry, max_pixels=pw * ph, bit_exact=True)
     except BitstreamError as exc:  # our own output must decode: this is a bug, not user error
         raise EncodeError(f"the encoder's own bitstream failed to decode: {exc}") from exc
-    if expected is not None and not np.array_equal(decoded.rgb, expected):
-        raise EncodeError("the encoder's own bitstream decoded to different pixels (non-deterministic entropy model)")
     ref = img.rgb if not img.grayscale else np.asarray(img.to_pil().convert("L"))
     got = decoded.rgb if not img.grayscale else np.asarray(decoded.to_pil().convert("L"))
     quality = psnr(ref, got) if ref.size <= _EXACT_PSNR_ABOVE else exact_psnr(ref, got)

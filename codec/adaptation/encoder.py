@@ -186,7 +186,6 @@ class AdaptiveEncoder:
             self.img,
             self.level,
             strings,
-            expected=None,
             registry=self.registry,
             extra_fields=extra,
             extra_sections=extra_sections,
