@@ -23,6 +23,7 @@ from codec.progress import ProgressCallback, ProgressEvent
 
 if TYPE_CHECKING:  # the codec (torch) is imported when a command runs, not for --help
     from codec.coder import EncodeResult
+    from codec.rate_control import RateTarget
 
 EXIT_BAD_INPUT = 2
 EXIT_MODEL = 3
@@ -85,6 +86,7 @@ def _encode_one(src: Path, args: argparse.Namespace) -> EncodeResult:
         latent_iters=args.latent_iters,
         decoder_iters=args.decoder_iters,
         domain=args.domain,
+        target=_target(args),
     )
     adaptive = args.adapt != "none"
     bar, show = _iteration_bar(src, quiet=args.quiet or not adaptive)
@@ -96,7 +98,24 @@ def _encode_one(src: Path, args: argparse.Namespace) -> EncodeResult:
     if adaptive and not args.quiet:
         costs = ", ".join(f"{k} {v:.4f}" for k, v in outcome.adaptive.costs.items())
         tqdm.write(f"  adaptation: chose {outcome.choice} (RD cost: {costs})", file=sys.stdout)
+    if outcome.target is not None and not args.quiet:
+        t = outcome.target
+        tqdm.write(
+            f"  target {t.target.kind} {t.target.value:g}: reached {t.reached:g} ({t.status}, "
+            f"{t.probes} probes, {t.adaptive_runs} adaptive runs, {t.search_seconds:.1f} s searching)",
+            file=sys.stdout,
+        )
     return outcome.result
+
+
+def _target(args: argparse.Namespace) -> RateTarget | None:
+    """The rate target of --target-bytes/--target-bpp/--target-psnr (one line and exit 2 when impossible)."""
+    from codec.rate_control import InvalidTargetError, RateTarget
+
+    try:
+        return RateTarget.from_options(args.target_bytes, args.target_bpp, args.target_psnr)
+    except InvalidTargetError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _tiling(args: argparse.Namespace) -> AbstractContextManager[None]:
@@ -281,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--lambda", dest="lmbda", type=float, help="rate-distortion lambda instead of a quality (variable-rate models)"
     )
+    g.add_argument("--target-bytes", type=int, metavar="N", help="file size to reach (at most N bytes), not a quality")
+    g.add_argument("--target-bpp", type=float, metavar="BPP", help="bits per pixel to reach (at most), not a quality")
+    g.add_argument("--target-psnr", type=float, metavar="DB", help="PSNR to reach (at least), not a quality")
     e.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     e.add_argument(
         "--adapt",

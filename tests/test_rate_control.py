@@ -8,6 +8,7 @@ return the closest file with a flag; impossible targets are refused before any w
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from codec.rate_control import (
 )
 from codec.zoo import InvalidQualityError, default_registry
 from tests.conftest import synthetic_rgb
+from tests.test_cli import udic
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +150,18 @@ def test_without_reaim_a_miss_falls_back_to_the_plain_file(picture: CodecImage, 
         search.base, picture, RateTarget("bytes", target), cfg, search.registry, device=torch.device("cpu"), reaim=False
     )
     assert out.report.adaptive_runs == 1 and len(out.adaptive.result.data) <= target
+
+
+def test_cli_target_bytes_and_refusals(tmp_path: Path, search: LevelSearch) -> None:
+    _, middle, _ = sizes(search)
+    src, out = tmp_path / "p.png", tmp_path / "p.udic"
+    Image.fromarray(synthetic_rgb(64, 64, seed=4)).save(src)
+    proc = udic("encode", src, "-o", out, "--target-bytes", str(middle))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{out.stat().st_size} bytes" in proc.stdout and "target bytes" in proc.stdout and "(reached," in proc.stdout
+    assert 0.97 * middle <= out.stat().st_size <= middle
+    for bad in (["--target-psnr", "nan"], ["--target-bytes", "0"], ["--target-bpp", "-1"]):
+        proc = udic("encode", src, "-o", tmp_path / "x.udic", *bad)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "udic: error:" in proc.stderr, proc.stderr
+    with pytest.raises(SystemExit):  # argparse: the target and the quality are mutually exclusive
+        udic("encode", src, "--target-bytes", "900", "-q", "3")
