@@ -30,7 +30,7 @@ async function problemText(resp) {
   try { body = await resp.json(); } catch (e) { body = null; }
   const detail = body && (body.detail || body.title);
   const title = body && body.title;
-  if (resp.status === 401) return "The server refused the API key" + (detail ? ": " + detail : ".");
+  if (resp.status === 401) return "The server refused the API key" + (apiKey() ? ": check it and enter it again." : ": it needs one.");
   if (resp.status === 413) return "The file is too large for this server" + (detail ? ": " + detail : ".");
   if (resp.status === 503) return (title || "The server is busy") + ": " + (detail || "try again in a moment.");
   if (title && detail && title !== detail) return title + ": " + detail;
@@ -63,6 +63,7 @@ async function api(path, options = {}) {
 // ------------------------------------------------------------------ API key
 function askForKey(message) {
   $("key-section").hidden = false;
+  if (!apiKey()) $("upload-section").hidden = true;
   $("key-change").hidden = true;
   if (message) showError(message);
   $("key-input").focus();
@@ -84,6 +85,7 @@ async function submitKey(ev) {
   $("key-input").value = "";
   $("key-section").hidden = true;
   $("key-change").hidden = false;
+  $("upload-section").hidden = false;
   showError("");
   await loadDomains();
   $("file-input").focus();
@@ -118,6 +120,20 @@ async function loadDomains() {
   const sel = $("domain");
   while (sel.options.length > 2) sel.remove(2);
   for (const d of list) sel.add(new Option(`${d.name} (${d.gain_pct.toFixed(1)} % smaller on its samples)`, d.id));
+}
+
+const PRESET_HINTS = {
+  none: "none: the plain encode, no adaptation: the fastest.",
+  fast: "fast: adapts the code to this image (a few hundred iterations): smaller files, slower.",
+  balanced: "balanced: more adaptation than fast, slower.",
+  paper: "paper: the paper's 2000 + 500 adaptation steps: slow, smallest files of the fixed presets.",
+  max: "max: the longest adaptation: slowest.",
+};
+
+function onPreset() {
+  const p = $("preset").value;
+  $("preset-hint").textContent = PRESET_HINTS[p] || p;
+  $("budget-row").hidden = p === "none";
 }
 
 function onRateMode() {
@@ -190,6 +206,7 @@ async function submitJob(ev) {
   if (mode === "quality") form.append("quality", $("quality").value);
   else form.append(mode, $("target").value);
   form.append("adaptation", $("preset").value);
+  if ($("preset").value !== "none" && $("budget").value) form.append("time_budget_s", $("budget").value);
   if ($("domain").value) form.append("domain", $("domain").value);
   $("encode").disabled = true;
   let job;
@@ -204,6 +221,7 @@ async function submitJob(ev) {
   $("progress-section").hidden = false;
   $("cancel").disabled = false;
   $("progress-text").textContent = "Queued: waiting for a worker…";
+  $("progress-section").scrollIntoView({ block: "start" });
   drawChart();
   state.jobId = job.id;
   poll(job.id);
@@ -274,16 +292,17 @@ function drawChart() {
   g.font = "11px system-ui, sans-serif";
   g.fillStyle = "#59636e";
   const pts = state.chart;
+  cv.dataset.points = String(pts.length);
   if (pts.length === 0) { g.fillText("The estimate appears here while the image is adapted.", 10, h / 2); return; }
   const pad = { l: 40, r: 44, t: 10, b: 20 };
-  const tMax = Math.max(1, ...pts.map((p) => p.t));
+  const t0 = pts[0].t, tMax = Math.max(t0 + 1, ...pts.map((p) => p.t));
   const series = [["psnr", "#0b5cad", pad.l - 4, "right"], ["bpp", "#c2410c", w - pad.r + 4, "left"]];
   for (const [key, colour, labelX, align] of series) {
     const vals = pts.map((p) => p[key]).filter((v) => v != null);
     if (!vals.length) continue;
     let lo = Math.min(...vals), hi = Math.max(...vals);
     if (hi - lo < 1e-6) { lo -= 0.5 * Math.abs(lo || 1) * 0.02 + 0.01; hi += 0.01; }
-    const x = (t) => pad.l + (t / tMax) * (w - pad.l - pad.r);
+    const x = (t) => pad.l + ((t - t0) / (tMax - t0)) * (w - pad.l - pad.r);
     const y = (v) => pad.t + (1 - (v - lo) / (hi - lo)) * (h - pad.t - pad.b);
     g.strokeStyle = colour; g.lineWidth = 2; g.beginPath();
     let first = true;
@@ -298,7 +317,7 @@ function drawChart() {
     g.fillText(lo.toFixed(digits), labelX, h - pad.b);
   }
   g.fillStyle = "#59636e"; g.textAlign = "center";
-  g.fillText(`elapsed ${tMax.toFixed(1)} s`, w / 2, h - 5);
+  g.fillText(`${t0.toFixed(1)} s to ${tMax.toFixed(1)} s`, w / 2, h - 5);
 }
 
 // ------------------------------------------------------------------ result
@@ -371,6 +390,9 @@ function fillSourceSelects(left, right) {
 
 function showResult(left, right) {
   $("result-section").hidden = false;
+  const single = Object.keys(state.sources).length === 1;
+  $("view").classList.toggle("single", single);
+  $("sources").hidden = single;
   fillSourceSelects(left, right);
   setSources();
   $("result-section").scrollIntoView({ block: "start" });
@@ -390,15 +412,24 @@ function setSources() {
 }
 
 // ------------------------------------------------------------------ the split view: zoom and pan on the same point
+function fitScale(width, height) {
+  const v = state.view;
+  const fit = Math.min(width / v.w, height / v.h);
+  return fit >= 1 ? Math.floor(fit) : fit;  // a small image is enlarged by whole pixels, never smoothed
+}
+
 function scale() {
   const v = state.view, box = $("view");
   if (v.zoom) return v.zoom;  // 1:1: one image pixel per CSS pixel
-  return Math.min(box.clientWidth / v.w, box.clientHeight / v.h);
+  return fitScale(box.clientWidth, box.clientHeight);
 }
 
 function layout() {
   const v = state.view, box = $("view");
   if (!v.w) return;
+  // the view is as tall as the fitted picture (no bands), at most 70 % of the window
+  const tallest = Math.min(window.innerHeight * 0.7, box.clientWidth * (v.h / v.w), 34 * 16);
+  box.style.height = Math.round(Math.min(tallest, v.h * fitScale(box.clientWidth, tallest))) + "px";
   const s = scale();
   const bw = box.clientWidth, bh = box.clientHeight;
   let ox, oy;
@@ -417,7 +448,7 @@ function layout() {
   $("divider").style.left = v.split + "%";
   $("divider").setAttribute("aria-valuenow", String(Math.round(v.split)));
   box.classList.toggle("zoomed", v.zoom > 0);
-  box.classList.toggle("pixelated", v.zoom >= 2);
+  box.classList.toggle("pixelated", s >= 2);
   for (const b of document.querySelectorAll(".zoom button")) b.setAttribute("aria-pressed", String(Number(b.dataset.zoom) === v.zoom));
 }
 
@@ -551,7 +582,7 @@ function compareRow(r, m) {
   let against = "—";
   let cls = "";
   if (r.label !== "udic" && diff != null) {
-    against = diff >= 0 ? `udic ${diff.toFixed(2)} dB better` : `udic ${(-diff).toFixed(2)} dB worse`;
+    against = diff >= 0 ? `${diff.toFixed(2)} dB better` : `${(-diff).toFixed(2)} dB worse`;
     cls = diff >= 0 ? "win" : "lose";
   }
   if (r.fits === false) against = "could not get this small (lowest quality shown)";
@@ -593,7 +624,7 @@ async function decodeBitstream(file) {
   $("compare-block").hidden = true;
   $("dl-udic").hidden = true;
   $("dl-png").hidden = true;
-  state.view.split = 100;
+  state.view.split = 0;
   showResult("decoded", "decoded");
 }
 
@@ -626,6 +657,7 @@ async function main() {
   $("options").addEventListener("submit", submitJob);
   $("quality").addEventListener("input", () => { $("quality-out").textContent = $("quality").value; });
   $("rate-mode").addEventListener("change", onRateMode);
+  $("preset").addEventListener("change", onPreset);
   $("cancel").addEventListener("click", cancelJob);
   $("dl-udic").addEventListener("click", () => download("udic"));
   $("dl-png").addEventListener("click", () => download("png"));
