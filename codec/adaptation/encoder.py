@@ -79,8 +79,11 @@ def _rd(bpp: float, mse: float, lmbda: float) -> float:
     return bpp + lmbda * 255.0**2 * mse
 
 
-def _real_cost(res: EncodeResult, img: CodecImage, lmbda: float) -> float:
-    mse = float(np.mean(((res.decoded.rgb.astype(np.float64) - img.rgb.astype(np.float64)) / 255.0) ** 2))
+def _real_cost(res: EncodeResult, img: CodecImage, lmbda: float, roi: np.ndarray | None = None) -> float:
+    """bpp + lambda*255^2*MSE of a real file; the MSE weighted by the region-of-interest map (mean 1)
+    when there is one, so the final choice judges candidates by what the refinement optimised."""
+    err = ((res.decoded.rgb.astype(np.float64) - img.rgb.astype(np.float64)) / 255.0) ** 2
+    mse = float(np.mean(err if roi is None else err * roi[..., None]))
     return _rd(res.bpp, mse, lmbda)
 
 
@@ -110,6 +113,7 @@ class AdaptiveEncoder:
         device: torch.device,
         progress: ProgressCallback,
         registry: Registry,
+        roi: np.ndarray | None = None,
     ):
         if not isinstance(base.net, GainedMeanScaleHyperprior):
             raise InvalidQualityError(
@@ -123,6 +127,8 @@ class AdaptiveEncoder:
         self.x = pad_image(to_tensor(img.rgb)).to(device)
         self.h, self.w = img.height, img.width
         self.pixels = float(self.h * self.w)
+        self.roi = roi  # (H, W) weights of mean 1 (codec.roi), or None: plain MSE
+        self.roi_t = None if roi is None else torch.from_numpy(roi).float().to(device)[None, None]
         self.curve: list[tuple[str, int, float, float]] = []
         self.clock = _Clock(cfg.time_budget_s)
         # Mixed precision where the hardware runs bf16 natively: CUDA, or a CPU with avx512_bf16/AMX
@@ -143,8 +149,12 @@ class AdaptiveEncoder:
 
     # --- shared pieces (the trainers of codec.adaptation.stages use them) -------------
     def mse(self, x_hat: Tensor) -> Tensor:
-        """MSE over the real pixels (not the padding) of the output as decoded: clamped to [0, 1]."""
-        return F.mse_loss(x_hat[..., : self.h, : self.w].float().clamp(0, 1), self.x[..., : self.h, : self.w])
+        """MSE over the real pixels (not the padding) of the output as decoded: clamped to [0, 1];
+        weighted per pixel by the region-of-interest map when there is one."""
+        out, ref = x_hat[..., : self.h, : self.w].float().clamp(0, 1), self.x[..., : self.h, : self.w]
+        if self.roi_t is None:
+            return F.mse_loss(out, ref)
+        return ((out - ref) ** 2 * self.roi_t).mean()
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
@@ -233,7 +243,7 @@ class AdaptiveEncoder:
             else:
                 candidates["latents+omp"] = self.omp_file(yg, z)
             stage_s[cfg.decoder] = time.monotonic() - t
-        costs = {name: _real_cost(r, self.img, self.lmbda) for name, r in candidates.items()}
+        costs = {name: _real_cost(r, self.img, self.lmbda, self.roi) for name, r in candidates.items()}
         choice = min(costs, key=lambda k: costs[k])
         self.progress(
             ProgressEvent("done", 1, 1, self.clock.elapsed(), candidates[choice].bpp, candidates[choice].psnr)
@@ -250,8 +260,10 @@ def encode_with_config(
     registry: Registry,
     progress: ProgressCallback = no_progress,
     device: torch.device | None = None,
+    roi: np.ndarray | None = None,
 ) -> AdaptiveResult:
     """The one plain-or-adaptive branch, for a resolved model (``codec.coder.resolve_encode_model``).
+    ``roi``: a normalised weight map (``codec.roi``) for the distortion of the adaptive stages.
 
     A config without stages is the plain encode, for any model; its single candidate's real RD cost
     is still reported, so every result compares with the plain encode the same way."""
@@ -259,7 +271,7 @@ def encode_with_config(
         res = encode_resolved(base, img, level, registry, progress)
         cost = _real_cost(res, img, base.lmbda_at(level))
         return AdaptiveResult(res, "plain", {"plain": cost}, {}, points={"plain": (res.bpp, res.psnr)})
-    return AdaptiveEncoder(base, img, level, cfg, device or best_device(), progress, registry).run()
+    return AdaptiveEncoder(base, img, level, cfg, device or best_device(), progress, registry, roi).run()
 
 
 def adaptive_encode(
