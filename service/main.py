@@ -16,12 +16,14 @@ from codec import __version__
 from service.api.deps import Resources
 from service.api.main import api_router
 from service.api.problems import install_problem_docs
+from service.api.views import job_view
 from service.core.config import Settings, get_settings
 from service.core.errors import install_error_handlers
 from service.core.logging import setup_logging
 from service.fairness import dispatch_forever
 from service.metrics_registry import set_resources
 from service.middleware import BodyLimitMiddleware
+from service.webhooks import Deliverer, deliver_forever
 from udic_jobs import storage_from_settings
 from udic_jobs.storage.sweep import SweepReport, sweep
 
@@ -81,10 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatcher = asyncio.create_task(
             dispatch_forever(res.jobs.gate, settings.fair_dispatch_interval_s), name="fair-dispatch"
         )
+        deliverer = Deliverer(res.store, settings, lambda rec: job_view(res, rec).model_dump(mode="json"))
+        webhooks = asyncio.create_task(deliver_forever(deliverer, settings.webhook_interval_s), name="webhooks")
         try:
             yield
         finally:
-            for task in (sweeper, dispatcher):
+            deliverer.close()
+            for task in (sweeper, dispatcher, webhooks):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -92,6 +92,19 @@ class DomainList(BaseModel):
     domains: list[DomainInfo]
 
 
+class WebhookAttempt(BaseModel):
+    at: float
+    status: int | None = Field(description="the receiver's HTTP status; null when none came (timeout, refused)")
+    error: str = ""
+    ms: int
+
+
+class WebhookInfo(BaseModel):
+    url: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: list[WebhookAttempt] = []
+
+
 class JobLinks(BaseModel):
     self: str
     domain: str | None = None
@@ -116,11 +129,16 @@ class JobView(BaseModel):
     error: ErrorInfo | None = None
     cancel_requested: bool = False
     attempts: int = 0
+    callback_url: str | None = None
+    webhook: WebhookInfo | None = Field(None, description="delivery of the job's end event to callback_url")
     links: JobLinks
 
 
 class JobList(BaseModel):
     jobs: list[JobView]
+    next_cursor: str | None = Field(
+        None, description="pass as ?cursor= for the next (older) page; null when there is none"
+    )
 
 
 class ModelInfo(BaseModel):

@@ -20,7 +20,7 @@ from udic_jobs.storage.keys import upload_key
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL = frozenset({"finished", "failed", "cancelled"})
 # fields stored as JSON in the Redis hash (the others as str)
-JSON_FIELDS = ("options", "progress", "metrics", "error")
+JSON_FIELDS = ("options", "progress", "metrics", "error", "webhook")
 P = TypeVar("P", bound=JobPayload)
 
 
@@ -58,6 +58,9 @@ class JobRecord:
     started_at: float = 0.0
     finished_at: float = 0.0
     attempts: int = 0
+    #: where the terminal-state event is POSTed (service/webhooks.py), and what became of it
+    callback_url: str = ""
+    webhook: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def queued(cls, job_id: str, owner: str, options: JobPayload, **fields: Any) -> JobRecord:

@@ -6,6 +6,8 @@ Keys (``prefix`` is ``UDIC_KEY_PREFIX``, "udic" by default), all expiring after 
 - ``{prefix}:job:{id}:cancel`` -- set when the user asked to cancel a running job
 - ``{prefix}:jobs:{owner}`` -- the owner's job ids, scored by creation time (a sorted set)
 - ``{prefix}:idem:{owner}:{key}`` -- an Idempotency-Key claim: the job id and a request fingerprint
+- ``{prefix}:webhooks`` -- jobs whose terminal-state event is due, scored by when (a sorted set;
+  delivery: ``service/webhooks.py``)
 - ``{prefix}:stats:jobs`` (hash, count per event) and ``{prefix}:stats:encode_seconds`` (list of the
   last 1000 encode durations): the figures ``/metrics`` reports
 
@@ -146,10 +148,32 @@ class JobStore:
         self._ended(job_id)
 
     def _ended(self, job_id: str) -> None:
-        """The job no longer counts against its owner's limit of unfinished jobs."""
-        owner = cast("bytes | None", self.r.hget(self.key(job_id), "owner"))
+        """The job no longer counts against its owner's limit of unfinished jobs, and its webhook
+        event (if it has a callback URL) is due now: a Redis write, so no worker waits on delivery."""
+        owner, url, hook = cast(
+            "list[bytes | None]", self.r.hmget(self.key(job_id), ["owner", "callback_url", "webhook"])
+        )
         if owner is not None:
             self.owners.release(owner.decode(), job_id)
+        if url and not json.loads(hook or b"{}"):
+            self.update(job_id, webhook={"url": url.decode(), "state": "pending", "attempts": []})
+            self.schedule_webhook(job_id, now())
+
+    # --- webhooks -------------------------------------------------------------------------
+    @property
+    def webhooks_key(self) -> str:
+        return f"{self.prefix}:webhooks"
+
+    def schedule_webhook(self, job_id: str, at: float) -> None:
+        self.r.zadd(self.webhooks_key, {job_id: at})
+
+    def due_webhooks(self, at: float, count: int) -> list[str]:
+        raw = cast("list[bytes]", self.r.zrangebyscore(self.webhooks_key, "-inf", at, start=0, num=count))
+        return [m.decode() for m in raw]
+
+    def claim_webhook(self, job_id: str) -> bool:
+        """Take a due delivery off the schedule; False when another process took it first."""
+        return bool(self.r.zrem(self.webhooks_key, job_id))
 
     def mark_retrying(self, job_id: str, kind: str, detail: str) -> None:
         """Back to the queue after a lost worker; the reason stays visible while it waits."""

@@ -27,6 +27,7 @@ from udic_client.errors import (
     WaitTimeoutError,
 )
 from udic_client.models import CompressResult, Job, JobMetrics, JobProgress, TargetReached
+from udic_client.webhooks import WebhookVerificationError, verify_webhook
 
 __version__ = "0.1.0"
 __all__ = [
@@ -52,4 +53,6 @@ __all__ = [
     "UnauthorizedError",
     "ValidationError",
     "WaitTimeoutError",
+    "WebhookVerificationError",
+    "verify_webhook",
 ]

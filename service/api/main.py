@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routes import bitstreams, compare, domains, jobs, page, system
+from service.api.routes import bitstreams, compare, domains, jobs, page, system, webhooks
 
 api_router = APIRouter()
 api_router.include_router(system.router)
@@ -13,3 +13,4 @@ api_router.include_router(bitstreams.router)
 api_router.include_router(domains.router)
 api_router.include_router(compare.router)
 api_router.include_router(page.router)
+api_router.include_router(webhooks.router)

@@ -46,6 +46,8 @@ def job_view(res: Resources, rec: JobRecord, state: str | None = None, cancel: b
             "error": ErrorInfo(**rec.error) if rec.error and state in ("failed", "queued") else None,
             "cancel_requested": res.store.cancel_requested(rec.id) if cancel is None else cancel,
             "attempts": rec.attempts,
+            "callback_url": rec.callback_url or None,
+            "webhook": rec.webhook or None,
             "links": links,
         }
     )

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     tile_threshold_pixels: int = Field(
         4_194_304, ge=0, description="padded pixel counts above this are encoded (and old files decoded) in tiles"
     )
-    tile_px: int = Field(1024, ge=64, le=65536, multiple_of=64, description="tile side in pixels")
+    tile_px: int = Field(512, ge=64, le=65536, multiple_of=64, description="tile side in pixels")
 
     # --- the local stack (python -m service.stack): defaults of its --port and --redis-port
     port: int = Field(8000, gt=0, lt=65536)
@@ -112,6 +112,18 @@ class Settings(BaseSettings):
     fair_dispatch_interval_s: float = Field(
         0.2, gt=0, description="how often the API moves each owner's next job into the queue (service/fairness.py)"
     )
+
+    # --- webhooks (service/webhooks.py): a signed POST to a job's callback_url when it ends
+    webhook_secret: str = Field("", description="signs every owner's events (each owner gets its own derived key)")
+    webhook_allow_hosts: str = Field(
+        "", description="hosts or networks (comma-separated) allowed though loopback/private, e.g. 127.0.0.1"
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, description="one delivery attempt's time limit")
+    webhook_backoff_s: float = Field(2.0, gt=0, description="first retry delay; doubles per attempt (at most 60 s)")
+    webhook_max_attempts: int = Field(8, ge=1, description="delivery stops after this many attempts")
+    webhook_retry_for_s: float = Field(900.0, gt=0, description="... or once this long has passed since the first")
+    webhook_concurrency: int = Field(8, ge=1, description="deliveries one API process sends at once")
+    webhook_interval_s: float = Field(0.25, gt=0, description="how often the API looks for due deliveries")
 
     # --- logging
     log_level: str = "INFO"

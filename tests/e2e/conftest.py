@@ -19,7 +19,7 @@ from PIL import Image
 
 from service import stack as st
 
-KEYS = {"alice": "key-alice-123", "bob": "key-bob-456"}
+KEYS = {"alice": "key-alice-123", "bob": "key-bob-456", "carol": "key-carol-789", "dave": "key-dave-012"}
 
 
 @dataclass
@@ -69,6 +69,12 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
             "UDIC_MAX_UPLOAD_BYTES": str(24 * 1024 * 1024),
             "UDIC_MAX_PIXELS": "12000000",
             "UDIC_JOB_RETRIES": "1",
+            "UDIC_MAX_ACTIVE_JOBS_PER_OWNER": "6",
+            "UDIC_WEBHOOK_SECRET": "e2e-webhook-secret",
+            "UDIC_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+            "UDIC_WEBHOOK_BACKOFF_S": "0.3",
+            "UDIC_WEBHOOK_MAX_ATTEMPTS": "3",
+            "UDIC_WEBHOOK_TIMEOUT_S": "2",
         }
     )
     s = E2EStack(f"http://127.0.0.1:{api_port}", env, data, None, None, None)

@@ -1,4 +1,4 @@
-"""Encode jobs: submit (multipart upload), poll, list, cancel."""
+"""Encode jobs: submit (multipart upload), poll, list (paged, by state), cancel."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from codec.domains.store import UnknownDomainError
 from codec.rate_control import InvalidTargetError, RateTarget
 from codec.zoo import ModelError
 from service.api.deps import OwnerDep, Resources, ResourcesDep
+from service.api.problems import problems
 from service.api.uploads import validate_image
 from service.api.views import accepted, job_view
 from service.core.errors import ProblemError
 from service.core.model_registry import registry
 from service.core.security import ANONYMOUS
-from service.models import ADAPTATIONS, JobList, JobView
+from service.job_listing import CURSOR_PATTERN, list_page
+from service.models import ADAPTATIONS, JobList, JobState, JobView
+from service.webhooks import checked_callback
 from udic_jobs import TERMINAL, EncodePayload, JobRecord, new_job_id
 from udic_jobs.storage import input_keys, upload_key
 
@@ -94,10 +97,22 @@ def _claim_key(res: Resources, owner: str, key: str, data: bytes, opts: EncodePa
     return job_id, None if created else res.store.get(job_id)
 
 
-@router.post("", status_code=202, response_model=JobView, summary="Upload an image and queue its encode")
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobView,
+    summary="Upload an image and queue its encode",
+    responses={
+        200: {"model": JobView, "description": "the job an earlier request with this Idempotency-Key made"},
+        **problems(409, 429, s409="Idempotency-Key reused for a different request"),
+    },
+)
 async def create_job(
     response: Response,
-    file: Annotated[UploadFile, File(description="the image (PNG, JPEG, WebP, TIFF, BMP, ...)")],
+    file: Annotated[
+        UploadFile,
+        File(description="the image (PNG, JPEG, WebP, TIFF, BMP, ...); not empty", json_schema_extra={"minLength": 1}),
+    ],
     owner: OwnerDep,
     res: ResourcesDep,
     model: Annotated[str, Form()] = "default",
@@ -109,21 +124,27 @@ async def create_job(
     target_bytes: Annotated[int | None, Form(gt=0, description="a file size to reach instead of a quality")] = None,
     target_bpp: Annotated[float | None, Form(gt=0, description="bits per pixel to reach instead of a quality")] = None,
     target_psnr: Annotated[float | None, Form(description="a PSNR (dB) to reach at least, not a quality")] = None,
+    callback_url: Annotated[
+        str | None, Form(max_length=2000, description="http(s) URL that gets a signed POST when the job ends")
+    ] = None,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobView:
     opts = _payload(model, quality, lmbda, adaptation, time_budget_s, domain)
     opts = _with_target(opts, target_bytes, target_bpp, target_psnr)
     data = await file.read()
     await run_in_threadpool(_check_payload, opts, owner)
+    callback = await run_in_threadpool(checked_callback, res.settings, callback_url)  # resolves DNS
     width, height = await run_in_threadpool(validate_image, data, res.settings.max_pixels)
     job_id, prior = _claim_key(res, owner, idempotency_key, data, opts) if idempotency_key else (new_job_id(), None)
     if prior is not None:
         response.status_code = 200
         response.headers["Location"] = f"/v1/jobs/{prior.id}"
         return job_view(res, prior)
+    await run_in_threadpool(res.jobs.admit, owner, job_id)  # 429 before the upload is stored
     await run_in_threadpool(res.storage.put, upload_key(job_id), data)
     filename = (file.filename or "")[:255]
-    rec = JobRecord.queued(job_id, owner, opts, filename=filename, upload_bytes=len(data), width=width, height=height)
+    dims = {"upload_bytes": len(data), "width": width, "height": height}
+    rec = JobRecord.queued(job_id, owner, opts, filename=filename, callback_url=callback, **dims)
     res.jobs.submit(rec, f"encode {rec.filename or job_id}")
     accepted(response, res, job_id)
     size = f"{width}x{height}"
@@ -134,20 +155,37 @@ async def create_job(
     return job_view(res, rec, "queued")
 
 
-@router.get("", response_model=JobList, summary="Your recent jobs, newest first")
-def list_jobs(owner: OwnerDep, res: ResourcesDep, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> JobList:
-    return JobList(jobs=[job_view(res, rec) for rec in res.store.recent(owner, limit)])
+@router.get("", response_model=JobList, summary="Your jobs, newest first, a page at a time")
+def list_jobs(
+    owner: OwnerDep,
+    res: ResourcesDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page (opaque)")
+    ] = None,
+    state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+) -> JobList:
+    page = list_page(res.jobs, owner, limit, cursor, state)
+    return JobList(jobs=[job_view(res, rec, st, cancel) for rec, st, cancel in page.rows], next_cursor=page.next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobView, summary="State, progress and results of a job")
 def get_job(job_id: str, response: Response, owner: OwnerDep, res: ResourcesDep) -> JobView:
-    view = job_view(res, res.jobs.load_owned(job_id, owner))
-    if view.state not in TERMINAL:
+    rec, state, cancel = res.jobs.snapshot_owned(job_id, owner)
+    if state not in TERMINAL:
         response.headers["Retry-After"] = str(res.settings.retry_after_s)
-    return view
+    return job_view(res, rec, state, cancel)
 
 
-@router.delete("/{job_id}", response_model=JobView, summary="Cancel a queued or running job")
+@router.delete(
+    "/{job_id}",
+    response_model=JobView,
+    summary="Cancel a queued or running job",
+    responses={
+        202: {"model": JobView, "description": "the job is running: it stops at its next progress check"},
+        **problems(409, s409="the job already ended"),
+    },
+)
 def cancel_job(job_id: str, response: Response, owner: OwnerDep, res: ResourcesDep) -> JobView:
     rec, state = res.jobs.state(res.jobs.load_owned(job_id, owner))
     if state == "cancelled":
