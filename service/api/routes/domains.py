@@ -10,12 +10,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from codec.domains.store import UnknownDomainError
 from service.api.deps import OwnerDep, ResourcesDep
+from service.api.problems import problems
 from service.api.uploads import validate_image
 from service.api.views import accepted, job_view
 from service.core.errors import ProblemError
 from service.core.model_registry import registry
 from service.core.security import ANONYMOUS
 from service.models import DomainInfo, DomainList, JobView
+from service.webhooks import checked_callback
 from udic_jobs import DomainPayload, JobRecord, new_job_id
 from udic_jobs.storage import sample_key
 
@@ -53,10 +55,22 @@ async def _read_samples(files: list[UploadFile], max_pixels: int) -> list[bytes]
     return samples
 
 
-@router.post("", status_code=202, response_model=JobView, summary="Train a domain adapter from 5-25 sample images")
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobView,
+    summary="Train a domain adapter from 5-25 sample images",
+    responses=problems(429),  # the owner's limit of unfinished jobs, with or without API keys
+)
 async def create_domain(
     response: Response,
-    files: Annotated[list[UploadFile], File(description=f"{MIN_SAMPLES}-{MAX_SAMPLES} sample images of the domain")],
+    files: Annotated[
+        list[UploadFile],
+        File(
+            description=f"{MIN_SAMPLES}-{MAX_SAMPLES} sample images of the domain",
+            json_schema_extra={"minItems": MIN_SAMPLES, "maxItems": MAX_SAMPLES},
+        ),
+    ],
     name: Annotated[str, Form(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")],
     owner: OwnerDep,
     res: ResourcesDep,
@@ -64,9 +78,13 @@ async def create_domain(
     steps: Annotated[int, Form(ge=1, le=20000)] = 2000,
     stage2_steps: Annotated[int, Form(ge=0, le=5000)] = 500,
     time_budget_s: Annotated[float | None, Form(gt=0)] = None,
+    callback_url: Annotated[
+        str | None, Form(max_length=2000, description="http(s) URL that gets a signed POST when training ends")
+    ] = None,
 ) -> JobView:
     _check_count(len(files))
     await run_in_threadpool(_check_base_model, model)
+    callback = await run_in_threadpool(checked_callback, res.settings, callback_url)
     samples = await _read_samples(files, res.settings.max_pixels)
     job_id = new_job_id()
     for i, data in enumerate(samples):
@@ -80,7 +98,9 @@ async def create_domain(
         samples=len(samples),
     )
     upload_bytes = sum(len(data) for data in samples)
-    rec = JobRecord.queued(job_id, owner, payload, filename=f"{len(files)} samples", upload_bytes=upload_bytes)
+    rec = JobRecord.queued(
+        job_id, owner, payload, filename=f"{len(files)} samples", upload_bytes=upload_bytes, callback_url=callback
+    )
     res.jobs.submit(rec, f"train domain {name}")
     accepted(response, res, job_id)
     log.info(
