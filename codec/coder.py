@@ -35,6 +35,7 @@ from codec.bitstream import BitstreamError, Container, Field, Section
 from codec.decoding import MAX_CODED_SIDE, decode, decode_image, read_header, resolve_model, to_uint8
 from codec.determinism import canonical_compute
 from codec.domains.auto import choose_domain
+from codec.entropy_chunks import compress_gained_grouped
 from codec.imageio import DEFAULT_MAX_PIXELS, PAD_MULTIPLE, CodecImage, load_image, padded_size
 from codec.metrics import psnr
 from codec.models.gained import GainedMeanScaleHyperprior
@@ -145,6 +146,7 @@ def encode_resolved(
     extra: dict[int, bytes] = {}
     if out["symbols"] is not None:
         extra[Field.SYMBOLS_HASH] = symbols_hash(out["symbols"])
+        out["symbols"] = None  # hashed: free them before the verification decode
     if layout is not None:
         extra[Field.TILING] = layout.to_bytes()
     result = _finish(base, img, level, out["strings"], registry=registry, extra_fields=extra or None)
@@ -163,7 +165,11 @@ def _compress_tiled(base: BaseModel, img: CodecImage, level: float, layout: Tile
     net = base.net
     assert isinstance(net, GainedMeanScaleHyperprior)
     y = analysis_tiled(net.g_a, img.rgb, layout, net.M, workers)  # contiguous: channels-last changes its floats
-    return net.compress_latents(y, net.h_a(y), base.level_tensor(level))
+    z = net.h_a(y)
+    q = base.level_tensor(level)
+    gain, _ = net.gains(q)
+    y.mul_(gain)  # in place: compress_latents' ``y * gain`` without a second copy
+    return compress_gained_grouped(net, y, z, q)
 
 
 def encode_report(

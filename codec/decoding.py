@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from codec.adaptation.decoding import adapter_maps, run_folded
 from codec.bitstream import BitstreamError, BitstreamTooLargeError, Container, Field, Section
 from codec.determinism import CANONICAL_DEVICE, best_device, canonical_compute
+from codec.entropy_chunks import decompress_grouped
 from codec.imageio import DEFAULT_MAX_PIXELS, PAD_MULTIPLE, CodecImage, check_pixel_limit, padded_size
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.tiling import TileLayout, current_policy, synthesis_tiled
@@ -210,17 +211,12 @@ class Latents:
 
 
 def _gained_latents(base: BaseModel, strings: list[list[bytes]], shape: tuple[int, int], level: float) -> Latents:
-    """``GainedMeanScaleHyperprior.decompress_latents``, with y decoded in chunks; same arithmetic."""
+    """``GainedMeanScaleHyperprior.decompress_latents`` in channel groups (``codec.entropy_chunks``):
+    the same arithmetic and symbols, in bounded memory."""
     net = base.net
     assert isinstance(net, GainedMeanScaleHyperprior)
-    z_hat = net.entropy_bottleneck.decompress(strings[1], shape)
-    p = net.entropy_params(z_hat, base.level_tensor(level))
-    indexes = net.gaussian_conditional.build_indexes(p.scales)
-    y_sym = decode_indexed(net.gaussian_conditional, strings[0][0], indexes)
-    del indexes
-    z_sym = torch.round(z_hat - net.z_medians()).to(torch.int32)
-    y_hat = y_sym.float() + p.means
-    return Latents(y=y_hat * p.inv_gain, g_s=net.g_s, symbols=[y_sym, z_sym])
+    y, y_sym, z_sym = decompress_grouped(net, strings, shape, base.level_tensor(level))
+    return Latents(y=y, g_s=net.g_s, symbols=[y_sym, z_sym])
 
 
 def _hyperprior_latents(net: Any, strings: list[list[bytes]], shape: tuple[int, int]) -> Latents:
@@ -360,6 +356,7 @@ def decode_image(
     with canonical_compute():
         lat = entropy_decode(base, c, shape, level)
     check_symbols(c, lat.symbols)
+    lat.symbols = None  # checked: free them before the synthesis
     rgb = synthesize_pixels(lat, bit_exact, choose_layout(lat, c, bit_exact, (w, h)), (w, h))
     del lat
     gray = c.fields.get(Field.COLOR, b"\x00") == b"\x01"

@@ -36,7 +36,7 @@ def small() -> bytes:
 @pytest.fixture
 def stages(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
     """Counts of the expensive decode stages that ran (the functions stay the real ones)."""
-    calls = {"resolve_model": 0, "entropy_decode": 0, "decode_indexed": 0, "synthesize": 0}
+    calls = {"resolve_model": 0, "entropy_decode": 0, "decode_indexed": 0, "synthesize": 0, "synthesize_pixels": 0}
 
     def counted(name: str) -> Any:
         real = getattr(decoding, name)
@@ -68,14 +68,14 @@ def test_size_rewritten_inside_the_limit_is_refused_before_entropy_decoding(
     with pytest.raises(BitstreamError, match="z section has") as info:
         decoding.decode_image(crafted(small, CLAIM))
     assert info.value.kind == "invalid-bitstream"
-    assert stages["entropy_decode"] == 0 and stages["synthesize"] == 0
+    assert stages["entropy_decode"] == 0 and stages["synthesize_pixels"] == 0
 
 
 def test_z_padded_to_the_floor_costs_entropy_decoding_only(small: bytes, stages: dict[str, int]) -> None:
     """Past the floor, the symbol hash refuses it: y was decoded, the synthesis never ran."""
     with pytest.raises(BitstreamError, match="does not decode to what was encoded"):
         decoding.decode_image(crafted(small, (1024, 768), pad_z=True))
-    assert stages["decode_indexed"] == 1 and stages["synthesize"] == 0
+    assert stages["entropy_decode"] == 1 and stages["synthesize_pixels"] == 0
 
 
 @pytest.mark.parametrize("value,size,quality", [(0, 512, 1), (255, 256, 1), (128, 64, 1), (None, 96, 6)])

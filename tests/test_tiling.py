@@ -220,3 +220,52 @@ def test_cli_tile_threshold(tmp_path: Path) -> None:
     assert TileLayout.from_container(c) == TileLayout()
     done = udic("decode", tmp_path / "a.udic", "-o", tmp_path / "a.png", "--tile-size", "100")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "multiple of 64" in done.stderr
+
+
+def test_grouped_entropy_coding_is_the_whole_tensor_coding(kodak_path: Path) -> None:
+    """Channel groups (tiny ones here, and a coder chunk boundary inside a group) give the bytes and
+    the symbols of ``compress_gained`` and the latents of ``decompress_latents``."""
+    import codec.entropy_chunks as chunks
+
+    net = default_registry().get("default").net
+    assert isinstance(net, GainedMeanScaleHyperprior)
+    q = torch.tensor([2.3])
+    with canonical_compute():
+        y, z = net.analysis(to_tensor(np.asarray(_picture(kodak_path).crop((0, 0, 256, 192)))))
+        y_g = y * net.gains(q)[0]
+        whole = net.compress_gained(y_g, z, q)
+        old_chunk = chunks.CODER_CHUNK
+        try:
+            chunks.CODER_CHUNK = 1000
+            grouped = chunks.compress_gained_grouped(net, y_g, z, q, elements=7 * 12 * 16)
+        finally:
+            chunks.CODER_CHUNK = old_chunk
+        assert grouped["strings"] == whole["strings"]
+        for a, b in zip(grouped["symbols"], whole["symbols"], strict=True):  # type: ignore[call-overload]
+            assert torch.equal(a, b)
+        strings = whole["strings"]
+        y_hat, p, symbols = net.decompress_latents(strings, (3, 4), q)  # type: ignore[arg-type]
+        y2, y_sym, z_sym = chunks.decompress_grouped(net, strings, (3, 4), q)  # type: ignore[arg-type]
+    assert torch.equal(y2, y_hat * p.inv_gain)
+    assert torch.equal(y_sym, symbols[0]) and torch.equal(z_sym, symbols[1])
+
+
+def test_a_halo_of_two_latents_covers_the_synthesis_reach(kodak_path: Path) -> None:
+    """The default halo against a much wider one: float rounding apart, the same output (a halo
+    short of the reach would differ by whole levels near every tile border)."""
+    from codec.tiling import run_tiled
+
+    net = default_registry().get("default").net
+    assert isinstance(net, GainedMeanScaleHyperprior)
+    with canonical_compute():
+        y = torch.round(net.g_a(to_tensor(np.asarray(_picture(kodak_path).crop((0, 0, 256, 192))))))
+        outs = []
+        for halo in (2, 8):
+            out = torch.empty(1, 3, 192, 256)
+
+            def write(r0: int, r1: int, c0: int, c1: int, t: torch.Tensor, out: torch.Tensor = out) -> None:
+                out[..., r0 * 16 : r1 * 16, c0 * 16 : c1 * 16] = t
+
+            run_tiled(net.g_s, (12, 16), TileLayout(4, halo), lambda a0, a1, b0, b1: y[..., a0:a1, b0:b1], write)
+            outs.append(out)
+    assert (outs[0] - outs[1]).abs().max() < 1e-4
