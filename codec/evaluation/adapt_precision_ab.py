@@ -30,6 +30,7 @@ import torch
 from codec.adaptation.encoder import adaptive_encode
 from codec.datasets import bench_images
 from codec.determinism import bf16_is_fast
+from codec.evaluation.provenance import STAMP_KEY, weights_stamp
 from codec.imageio import CodecImage, load_image
 from codec.zoo import ModelError, default_registry, parse_checkpoint, register_checkpoint
 
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "quality": args.quality,
         "preset": args.preset,
+        STAMP_KEY: weights_stamp([args.model]),
         "threads": torch.get_num_threads(),
         **summarise(rows),
     }

@@ -36,6 +36,7 @@ from codec.coder import decode_image, encode_report
 from codec.datasets import DOMAINS, bench_images
 from codec.determinism import best_device
 from codec.evaluation.bd import bd_psnr, bd_rate, format_bd
+from codec.evaluation.provenance import STAMP_KEY, weights_stamp
 from codec.imageio import load_image
 from codec.progress import no_progress
 from codec.zoo import Registry, default_registry
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     pf.close()
     cf.close()
     summary = summarise(points_csv, curve_csv, args.domains, args.model)
+    summary[STAMP_KEY] = weights_stamp([args.model])
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(
         f"\nconfig: latent {args.latent_iters} it (lr {args.latent_lr}), decoder {args.decoder_iters} it "
@@ -181,6 +183,7 @@ def merge(sources: list[Path], out: Path, domains: list[str], model: str) -> int
             lines += src_lines if not lines else src_lines[1:]
         (out / name).write_text("\n".join(lines) + "\n")
     summary = summarise(out / "points.csv", out / "curves.csv", domains, model)
+    summary[STAMP_KEY] = weights_stamp([model])
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return 0
 

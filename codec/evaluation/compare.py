@@ -33,6 +33,7 @@ from codec.coder import decode_image
 from codec.datasets import DOMAINS, bench_images, datasets_root, list_images
 from codec.evaluation.bd import bd_psnr, bd_rate, format_bd
 from codec.evaluation.conventional import CODECS, Codec
+from codec.evaluation.provenance import STAMP_KEY, weights_stamp
 from codec.metrics import ms_ssim, psnr
 from codec.pipeline import EncodeRequest, encode
 from codec.zoo import ModelError, default_registry, parse_checkpoint, register_checkpoint
@@ -368,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, object] = {domain: _domain_summary(domain, rows, anchor, args) for domain in args.domains}
     if args.kodak_full:
         summary["kodak_full"] = kodak_full(args.out, args.qualities, args.model)
+    summary[STAMP_KEY] = weights_stamp([args.model])
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\npoints: {args.out / 'points.csv'}; plots: {args.out / 'plots'}; summary: {args.out / 'summary.json'}")
     return 0

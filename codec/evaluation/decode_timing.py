@@ -16,6 +16,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -23,6 +24,7 @@ from PIL import Image
 from codec.adaptation.encoder import PRESETS, AdaptiveEncoder
 from codec.coder import decode_image, encode_report
 from codec.datasets import DOMAINS, bench_images
+from codec.evaluation.provenance import STAMP_KEY, weights_stamp
 from codec.imageio import CodecImage, load_image
 from codec.progress import no_progress
 from codec.zoo import default_registry
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", type=Path, default=Path("results/decode_timing.json"))
     args = ap.parse_args(argv)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     print(f"{'domain':8s} {'plain ms':>9s} {'adapted ms':>11s} {'ratio':>6s}")
     for domain in args.domains:
         img = load_image(Image.fromarray(bench_images(domain, 1)[0].rgb))
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if ratios:
         out["all"] = {"median_ratio": statistics.median(ratios), "max_ratio": max(ratios)}
         print(f"median ratio {statistics.median(ratios):.3f}, max {max(ratios):.3f}")
+    out[STAMP_KEY] = weights_stamp([args.model])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
     return 0

@@ -41,6 +41,7 @@ from codec.domains.store import DomainStore
 from codec.domains.train import train_domain
 from codec.evaluation.adaptation_bench import median_decode_seconds
 from codec.evaluation.bd import bd_rate, format_bd
+from codec.evaluation.provenance import STAMP_KEY, weights_stamp
 from codec.imageio import load_image
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.zoo.registry import Registry
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     points = evaluate(args, trained)
     auto = auto_choice(args, trained)
     summary = summarise(args, points, trained, auto)
+    summary[STAMP_KEY] = weights_stamp([args.model])
     summary["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\nwritten: {args.out}/points.csv, trained.json, summary.json")

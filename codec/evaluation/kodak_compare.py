@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from codec.datasets import datasets_root, list_images
 from codec.evaluation.bd import bd_psnr, bd_rate, format_bd
+from codec.evaluation.provenance import STAMP_KEY, weights_stamp
 from codec.imageio import load_image
 from codec.metrics import psnr
 from codec.pipeline import EncodeRequest, encode
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     files = list_images(root / "kodak")[: args.limit or None]
     rows = measure(files, args.model, args.qualities) + published_vvc(root, {p.name for p in files})
     summary = summarise(rows, args.model, len(files))
+    summary[STAMP_KEY] = weights_stamp(args.model)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))
     with open(args.out.with_suffix(".csv"), "w", newline="") as f:

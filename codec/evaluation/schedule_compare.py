@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.evaluation.adaptation_bench import rd_saving_pct
+from codec.evaluation.provenance import STAMP_KEY, weights_stamp
 from codec.zoo import default_registry
 
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(table, indent=2))
+        args.out.write_text(json.dumps({**table, STAMP_KEY: weights_stamp([args.model])}, indent=2))
     return 0
 
 
