@@ -25,6 +25,7 @@ from codec.coder import EncodeResult, ImageInput, load_input, resolve_encode_mod
 from codec.imageio import DEFAULT_MAX_PIXELS
 from codec.progress import ProgressCallback, no_progress
 from codec.rate_control import InvalidTargetError, RateTarget, TargetReport, encode_to_target
+from codec.roi import RoiError, RoiSpec
 from codec.zoo import DEFAULT_MODEL, Registry, default_registry
 
 
@@ -38,7 +39,8 @@ class EncodeRequest:
     and ``decoder_iters`` override the config's fields when set. ``domain`` is a stored domain
     adapter id, ``"auto"`` (the cheapest stored adapter for this image, or none) or None.
     ``target`` (``codec.rate_control.RateTarget``: bytes, bpp or PSNR) replaces the quality: the level
-    is searched on real files (then neither ``quality`` nor ``lmbda`` may be given).
+    is searched on real files (then neither ``quality`` nor ``lmbda`` may be given). ``roi``
+    (``codec.roi.RoiSpec``) weights the distortion of the adaptive stages towards a region.
     """
 
     model: str = DEFAULT_MODEL
@@ -50,6 +52,7 @@ class EncodeRequest:
     decoder_iters: int | None = None
     domain: str | None = None
     target: RateTarget | None = None
+    roi: RoiSpec | None = None  # a region of interest (codec.roi): needs an adaptation preset
 
     @property
     def adaptation_name(self) -> str:
@@ -118,6 +121,7 @@ class EncodeOutcome:
             "rd_saving_pct": round(self.rd_saving_pct, 3),
             "domain": self.domain,
             **({"target": self.target.as_dict()} if self.target is not None else {}),
+            **({"roi": self.request.roi.kind} if self.request.roi is not None else {}),
         }
 
 
@@ -137,11 +141,16 @@ def encode(
     cfg = request.config()  # an unknown preset fails before the image is even read
     reg = registry or default_registry()
     img = load_input(image, max_pixels)
+    roi = None
+    if request.roi is not None:
+        if cfg.is_plain:
+            raise RoiError("a region of interest steers the adaptive encode: give an adaptation preset (e.g. fast)")
+        roi = request.roi.weights(img)
     if request.target is not None:
         if request.quality is not None or request.lmbda is not None:
             raise InvalidTargetError("give a target or a quality/lambda, not both")
         base, _ = resolve_encode_model(reg, img, request.model, None, None, request.domain)
-        reached = encode_to_target(base, img, request.target, cfg, reg, progress, device)
+        reached = encode_to_target(base, img, request.target, cfg, reg, progress, device, roi=roi)
         return EncodeOutcome(request, reached.adaptive, reached.report)
     base, level = resolve_encode_model(reg, img, request.model, request.quality, request.lmbda, request.domain)
-    return EncodeOutcome(request, encode_with_config(base, img, level, cfg, reg, progress, device))
+    return EncodeOutcome(request, encode_with_config(base, img, level, cfg, reg, progress, device, roi))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -256,15 +257,21 @@ def choose_best(target: RateTarget, files: list[EncodeResult], by_level: dict[fl
     return next(lv for lv, r in by_level.items() if r is best)
 
 
-def best_file(target: RateTarget, files: list[EncodeResult], size_tolerance: float = SIZE_TOLERANCE) -> EncodeResult:
+def best_file(
+    target: RateTarget,
+    files: list[EncodeResult],
+    size_tolerance: float = SIZE_TOLERANCE,
+    score: Callable[[EncodeResult], float] | None = None,
+) -> EncodeResult:
     """The file to return for ``target`` among real files.
 
     Files within the target's window come first, then files that respect the target; among those,
-    the highest PSNR for a size target and the fewest bytes for a PSNR target. When none respects
-    it, the closest one (fewest bytes, or highest PSNR)."""
+    the best ``score`` (default PSNR; the ROI-weighted PSNR for a region of interest) for a size
+    target and the fewest bytes for a PSNR target. When none respects it, the closest one (fewest
+    bytes, or highest PSNR)."""
     ok = [r for r in files if target.within(r, size_tolerance)] or [r for r in files if target.meets(r)]
     if ok:
-        return max(ok, key=lambda r: r.psnr) if target.is_size else min(ok, key=lambda r: len(r.data))
+        return max(ok, key=score or (lambda r: r.psnr)) if target.is_size else min(ok, key=lambda r: len(r.data))
     return min(files, key=lambda r: len(r.data)) if target.is_size else max(files, key=lambda r: r.psnr)
 
 
@@ -279,6 +286,13 @@ def _plain_result(res: EncodeResult, img: CodecImage, lmbda: float) -> AdaptiveR
     diff = (res.decoded.rgb.astype(np.float64) - img.rgb.astype(np.float64)) / 255.0
     cost = res.bpp + lmbda * 255.0**2 * float(np.mean(diff**2))
     return AdaptiveResult(res, "plain", {"plain": cost}, {}, points={"plain": (res.bpp, res.psnr)})
+
+
+def weighted_psnr(res: EncodeResult, img: CodecImage, roi: np.ndarray) -> float:
+    """PSNR of the file with each pixel's squared error weighted by the (mean 1) region map."""
+    err = ((res.decoded.rgb.astype(np.float64) - img.rgb.astype(np.float64)) / 255.0) ** 2
+    mse = float(np.mean(err * roi[..., None]))
+    return 10.0 * math.log10(1.0 / mse) if mse > 0 else float("inf")
 
 
 def _reaimed(target: RateTarget, plain: EncodeResult, adapted: EncodeResult) -> RateTarget | None:
@@ -299,6 +313,7 @@ def encode_to_target(
     progress: ProgressCallback = no_progress,
     device: torch.device | None = None,
     reaim: bool = True,
+    roi: np.ndarray | None = None,
 ) -> TargetOutcome:
     """Search the level for ``target`` on plain files, then run ``cfg`` there (re-aiming once when
     adaptation moved the file out of the target's window, unless ``reaim`` is False). See the module
@@ -315,10 +330,11 @@ def encode_to_target(
     runs: list[tuple[float, AdaptiveResult]] = []
     t0, searched = time.monotonic(), search.seconds
     if not cfg.is_plain:
-        runs = _adaptive_runs(search, target, cfg, level, status, progress, device, reaim)
+        runs = _adaptive_runs(search, target, cfg, level, status, (progress, device, roi), reaim)
     adaptive_s = time.monotonic() - t0 - (search.seconds - searched)
     files = [plain] + [r.result for _, r in runs]
-    best = best_file(target, files, ADAPTIVE_SIZE_TOLERANCE if runs else SIZE_TOLERANCE)
+    score = None if roi is None else (lambda r: weighted_psnr(r, img, roi))
+    best = best_file(target, files, ADAPTIVE_SIZE_TOLERANCE if runs else SIZE_TOLERANCE, score)
     chosen = next(((lv, r) for lv, r in runs if r.result is best), None)
     if chosen is None:
         adaptive = _plain_result(plain, img, base.lmbda_at(level))
@@ -348,18 +364,18 @@ def _adaptive_runs(
     cfg: AdaptConfig,
     level: float,
     status: str,
-    progress: ProgressCallback,
-    device: torch.device | None,
+    run_with: tuple[ProgressCallback, torch.device | None, np.ndarray | None],
     reaim: bool,
 ) -> list[tuple[float, AdaptiveResult]]:
     """The adaptive encode at ``level``, and a second one at a re-aimed level when the first left the
     target's window. With a time budget the first run gets 60 % of it and the re-aim what is left
     (skipped when that is under 20 %)."""
     base, img, reg = search.base, search.img, search.registry
+    progress, device, roi = run_with
     budget = cfg.time_budget_s
     t0 = time.monotonic()
     first = cfg if budget is None else replace(cfg, time_budget_s=budget * 0.6)
-    runs = [(level, encode_with_config(base, img, level, first, reg, progress, device))]
+    runs = [(level, encode_with_config(base, img, level, first, reg, progress, device, roi))]
     adapted = runs[0][1].result
     if not reaim or status != "reached" or target.within(adapted, ADAPTIVE_SIZE_TOLERANCE):
         return runs
@@ -371,7 +387,6 @@ def _adaptive_runs(
     level2, _ = search.find(aim, max_probes=4, tolerance=AIM_TOLERANCE)
     if level2 == level:
         return runs
-    runs.append(
-        (level2, encode_with_config(base, img, level2, replace(cfg, time_budget_s=left), reg, progress, device))
-    )
+    rerun = replace(cfg, time_budget_s=left)
+    runs.append((level2, encode_with_config(base, img, level2, rerun, reg, progress, device, roi)))
     return runs

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from codec.imageio import CodecImage, ImageInputError, load_image
+from codec.imageio import CodecImage, ImageInputError, load_image, padded_size
 
 ROI_BLOCK = 8
 MAX_RECTS = 64
@@ -109,7 +109,8 @@ def weights_from_mask(png: bytes, width: int, height: int) -> np.ndarray:
     if not png.startswith(b"\x89PNG\r\n\x1a\n"):
         raise RoiError("the mask must be a PNG image")
     try:
-        mask = load_image(png, max_pixels=max(width * height, 1))
+        pw, ph = padded_size(width, height)  # the limit counts padded pixels, as for the image itself
+        mask = load_image(png, max_pixels=pw * ph)
     except ImageInputError as exc:
         raise RoiError(f"the mask is not a usable PNG: {exc}") from None
     if (mask.width, mask.height) != (width, height):
@@ -118,14 +119,18 @@ def weights_from_mask(png: bytes, width: int, height: int) -> np.ndarray:
     return (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / 255.0
 
 
+def check_rects(rects: tuple[Rect, ...], width: int, height: int) -> None:
+    """Refuse rectangles none of which touches the image (a region that is nowhere is a mistake)."""
+    if not any(r.x < width and r.y < height for r in rects):
+        raise RoiError(f"no rectangle lies inside the {width}x{height} image")
+
+
 def weights_from_rects(rects: tuple[Rect, ...], width: int, height: int) -> np.ndarray:
     """Background weight 1, each rectangle (clipped to the image) its own weight; overlaps take the max."""
+    check_rects(rects, width, height)
     w = np.ones((height, width), dtype=np.float32)
     covered = np.zeros((height, width), dtype=bool)
-    inside = [r for r in rects if r.x < width and r.y < height]
-    if not inside:
-        raise RoiError(f"no rectangle lies inside the {width}x{height} image")
-    for r in inside:
+    for r in rects:
         sl = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
         w[sl] = np.where(covered[sl], np.maximum(w[sl], r.weight), r.weight)
         covered[sl] = True

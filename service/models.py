@@ -70,6 +70,7 @@ class Metrics(BaseModel):
     rd_saving_pct: float = Field(0.0, description="RD cost saved against the plain encode, percent")
     domain: str | None = Field(None, description="the domain adapter the encode used (chosen when 'auto')")
     target: TargetMetrics | None = Field(None, description="with target_bytes, target_bpp or target_psnr")
+    roi: str | None = Field(None, description="the region of interest favoured: auto, rects or grid (a mask)")
 
 
 class ErrorInfo(BaseModel):

@@ -32,6 +32,7 @@ class EncodePayload(BaseModel):
     target_bytes: int | None = None
     target_bpp: float | None = None
     target_psnr: float | None = None
+    roi: str | None = None  # a region of interest as codec.roi.RoiSpec.to_json() writes it
     kind: Literal["encode"] = "encode"
 
 

@@ -26,6 +26,7 @@ from codec.imageio import CodecImage, ImageInputError, load_image
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.pipeline import EncodeRequest, encode
 from codec.rate_control import RateTarget
+from codec.roi import RoiSpec
 from codec.tiling import TilingPolicy, tiling_policy
 from codec.zoo import ModelError
 from service.core.config import Settings, get_settings
@@ -123,6 +124,7 @@ def _encode_request(opts: EncodePayload, settings: Settings) -> EncodeRequest:
         time_budget_s=min(opts.time_budget_s, cap) if opts.time_budget_s else cap,
         domain=opts.domain,
         target=RateTarget.from_options(opts.target_bytes, opts.target_bpp, opts.target_psnr),
+        roi=RoiSpec.from_json(opts.roi) if opts.roi else None,
     )
 
 

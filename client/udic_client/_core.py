@@ -4,6 +4,7 @@ progress display. Only the I/O differs between the two."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import uuid
@@ -17,6 +18,7 @@ from udic_client.errors import ApiError, error_from_response
 from udic_client.models import Job
 
 ImageSource = str | os.PathLike | bytes
+RoiArg = str | list[dict[str, float]] | bytes | os.PathLike | None  # see roi_parts
 ProgressArg = bool | Callable[[Job], None]
 
 RETRY_STATUSES = {429, 502, 503, 504}
@@ -66,6 +68,20 @@ def target_fields(target_bytes: int | None, target_bpp: float | None, target_psn
     with a quality: 422 invalid-target)."""
     given = {"target_bytes": target_bytes, "target_bpp": target_bpp, "target_psnr": target_psnr}
     return {k: str(v) for k, v in given.items() if v is not None}
+
+
+def roi_parts(roi: RoiArg) -> tuple[dict[str, str], dict[str, tuple[str, bytes, str]]]:
+    """(form fields, file parts) for a region of interest: ``"auto"``, a list of rectangles
+    ``{"x", "y", "w", "h", "weight"}``, or a mask PNG (bytes or path) of the image's size, grey = weight.
+    It steers the adaptive encode, so give an ``adaptation`` preset with it."""
+    if roi is None:
+        return {}, {}
+    if isinstance(roi, str) and roi == "auto":
+        return {"roi": "auto"}, {}
+    if isinstance(roi, list):
+        return {"roi_rects": json.dumps(roi)}, {}
+    content, name = _read(roi)
+    return {}, {"roi_mask": (name if name != "image" else "mask.png", content, "image/png")}
 
 
 def _read(image: ImageSource) -> tuple[bytes, str]:

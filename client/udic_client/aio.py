@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from udic_client import _core
-from udic_client._core import ImageSource, ProgressArg
+from udic_client._core import ImageSource, ProgressArg, RoiArg
 from udic_client.errors import JobCancelledError, JobFailedError, TransportError, WaitTimeoutError
 from udic_client.models import CompressResult, Job
 
@@ -69,11 +69,15 @@ class AsyncClient:
         target_bytes: int | None = None,
         target_bpp: float | None = None,
         target_psnr: float | None = None,
+        roi: RoiArg = None,
     ) -> Job:
         files, data, headers = _core.compress_form(
             image, model, quality, lmbda, adaptation, time_budget_s, idempotency_key, domain
         )
         data.update(_core.target_fields(target_bytes, target_bpp, target_psnr))
+        roi_data, roi_files = _core.roi_parts(roi)
+        data.update(roi_data)
+        files.update(roi_files)
         r = await self._request("POST", "/v1/jobs", files=files, data=data, headers=headers)
         return Job.model_validate(r.json())
 
@@ -135,6 +139,7 @@ class AsyncClient:
         target_bytes: int | None = None,
         target_bpp: float | None = None,
         target_psnr: float | None = None,
+        roi: RoiArg = None,
     ) -> CompressResult | Job:
         job = await self.submit(
             image,
@@ -148,6 +153,7 @@ class AsyncClient:
             target_bytes=target_bytes,
             target_bpp=target_bpp,
             target_psnr=target_psnr,
+            roi=roi,
         )
         if not wait:
             return job

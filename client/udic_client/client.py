@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from udic_client import _core
-from udic_client._core import ImageSource, ProgressArg
+from udic_client._core import ImageSource, ProgressArg, RoiArg
 from udic_client.errors import JobCancelledError, JobFailedError, TransportError, WaitTimeoutError
 from udic_client.models import CompressResult, Job
 
@@ -76,12 +76,16 @@ class Client:
         target_bytes: int | None = None,
         target_bpp: float | None = None,
         target_psnr: float | None = None,
+        roi: RoiArg = None,
     ) -> Job:
         """Upload an image and queue its encode; returns at once with the queued job."""
         files, data, headers = _core.compress_form(
             image, model, quality, lmbda, adaptation, time_budget_s, idempotency_key, domain
         )
         data.update(_core.target_fields(target_bytes, target_bpp, target_psnr))
+        roi_data, roi_files = _core.roi_parts(roi)
+        data.update(roi_data)
+        files.update(roi_files)
         return Job.model_validate(self._request("POST", "/v1/jobs", files=files, data=data, headers=headers).json())
 
     def job(self, job_id: str) -> Job:
@@ -145,6 +149,7 @@ class Client:
         target_bytes: int | None = None,
         target_bpp: float | None = None,
         target_psnr: float | None = None,
+        roi: RoiArg = None,
     ) -> CompressResult | Job:
         """Upload, and (``wait=True``) wait for the encode and download the bitstream."""
         job = self.submit(
@@ -159,6 +164,7 @@ class Client:
             target_bytes=target_bytes,
             target_bpp=target_bpp,
             target_psnr=target_psnr,
+            roi=roi,
         )
         if not wait:
             return job

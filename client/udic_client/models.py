@@ -50,6 +50,7 @@ class JobMetrics(_Model):
     rd_saving_pct: float = 0.0
     domain: str | None = None
     target: TargetReached | None = None
+    roi: str | None = None  # the region of interest favoured: auto, rects or grid (a mask)
 
 
 class JobError(_Model):

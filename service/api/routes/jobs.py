@@ -14,6 +14,7 @@ from codec.domains.store import UnknownDomainError
 from codec.rate_control import InvalidTargetError, RateTarget
 from codec.zoo import ModelError
 from service.api.deps import OwnerDep, Resources, ResourcesDep
+from service.api.encode_options import with_roi
 from service.api.problems import problems
 from service.api.uploads import validate_image
 from service.api.views import accepted, job_view
@@ -124,6 +125,11 @@ async def create_job(
     target_bytes: Annotated[int | None, Form(gt=0, description="a file size to reach instead of a quality")] = None,
     target_bpp: Annotated[float | None, Form(gt=0, description="bits per pixel to reach instead of a quality")] = None,
     target_psnr: Annotated[float | None, Form(description="a PSNR (dB) to reach at least, not a quality")] = None,
+    roi: Annotated[str | None, Form(description="'auto': favour text-like and detailed regions")] = None,
+    roi_rects: Annotated[
+        str | None, Form(max_length=20000, description='JSON list of {"x", "y", "w", "h", "weight"}')
+    ] = None,
+    roi_mask: Annotated[UploadFile | None, File(description="PNG of the image's size: grey value = weight")] = None,
     callback_url: Annotated[
         str | None, Form(max_length=2000, description="http(s) URL that gets a signed POST when the job ends")
     ] = None,
@@ -135,6 +141,8 @@ async def create_job(
     await run_in_threadpool(_check_payload, opts, owner)
     callback = await run_in_threadpool(checked_callback, res.settings, callback_url)  # resolves DNS
     width, height = await run_in_threadpool(validate_image, data, res.settings.max_pixels)
+    mask = await roi_mask.read() if roi_mask is not None else None
+    opts = await run_in_threadpool(with_roi, opts, roi, roi_rects, mask, width, height)
     job_id, prior = _claim_key(res, owner, idempotency_key, data, opts) if idempotency_key else (new_job_id(), None)
     if prior is not None:
         response.status_code = 200
