@@ -32,7 +32,7 @@ from codec.zoo import ModelError
 from service.core.config import Settings, get_settings
 from service.core.model_registry import registry
 from udic_jobs import DomainPayload, EncodePayload, JobStore, Storage, storage_from_settings
-from udic_jobs.storage import bitstream_key, input_keys
+from udic_jobs.storage import bitstream_key, domain_ref_key, input_keys
 
 log = logging.getLogger("udic.worker")
 
@@ -84,8 +84,8 @@ def _run(job_id: str, task: Task, what: str) -> dict[str, Any]:
     """Run a task for a job and return its outcome (also stored in the job record).
 
     Outcomes a retry cannot change (bad input, cancellation, the time limit) are recorded here
-    and returned normally; only crashes propagate, so rq's Retry re-runs just those (and jobs
-    whose worker died).
+    and returned normally, and the job's uploads deleted (it has ended); only crashes propagate, so
+    rq's Retry re-runs just those (and jobs whose worker died).
     """
     settings = get_settings()
     rq_job = get_current_job()
@@ -96,15 +96,27 @@ def _run(job_id: str, task: Task, what: str) -> dict[str, Any]:
     except JobCancelled:
         store.mark_cancelled(job_id)
         log.info("job cancelled", extra={"job_id": job_id})
-        return {"state": "cancelled"}
+        outcome = {"state": "cancelled"}
     except JobInputError as exc:
         store.mark_failed(job_id, "invalid-input", str(exc))
         log.warning("job failed", extra={"job_id": job_id, "reason": "invalid-input", "detail": str(exc)})
-        return {"state": "failed"}
+        outcome = {"state": "failed"}
     except JobTimeoutException:
         store.mark_failed(job_id, "timeout", f"the {what} exceeded the time limit of {settings.job_timeout_s} s")
         log.warning("job failed", extra={"job_id": job_id, "reason": "timeout"})
-        return {"state": "failed"}
+        outcome = {"state": "failed"}
+    drop_inputs(settings, store, job_id)
+    return outcome
+
+
+def drop_inputs(settings: Settings, store: JobStore, job_id: str) -> None:
+    """Delete an ended job's uploads (its lifetime is the job's); the API's sweep catches any left."""
+    rec = store.get(job_id)
+    if rec is None:
+        return
+    storage = storage_from_settings(settings)
+    for key in input_keys(job_id, rec.options):
+        storage.delete(key)
 
 
 def encode_job(job_id: str) -> dict[str, Any]:
@@ -151,6 +163,8 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, store: JobStore) -> di
     except (ImageInputError, ModelError, BitstreamError) as exc:
         raise JobInputError(str(exc)) from None
     key = bitstream_key(job_id)
+    if outcome.domain is not None:
+        _claim_domain(storage, outcome.domain, job_id)
     storage.put(key, outcome.data)
     seconds = round(time.time() - started, 3)
     metrics = {**outcome.metrics(), "encode_seconds": seconds}
@@ -159,6 +173,17 @@ def _encode(job_id: str, settings: Settings, rq_job: Any, store: JobStore) -> di
     storage.delete(rec.upload_key)
     log.info("job finished", extra={"job_id": job_id, "bpp": round(outcome.result.bpp, 4), "seconds": seconds})
     return {"state": "finished", **metrics}
+
+
+def _claim_domain(storage: Storage, domain_id: str, job_id: str) -> None:
+    """Record that this job's bitstream needs ``domain_id`` (before the bitstream is stored, so none is
+    without its ref), then check the adapter is still there: ``DELETE /v1/domains/{id}`` removes it
+    and then checks the refs, so of an overlapping encode and delete, one sees the other."""
+    ref = domain_ref_key(domain_id, job_id)
+    storage.put(ref, b"")
+    if not registry().domains.exists(domain_id):
+        storage.delete(ref)
+        raise JobInputError(f"the domain adapter {domain_id} was deleted during the encode")
 
 
 def on_job_failure(job: Any, connection: Redis, exc_type: type, exc_value: BaseException, tb: Any) -> None:
@@ -170,6 +195,7 @@ def on_job_failure(job: Any, connection: Redis, exc_type: type, exc_value: BaseE
     if store.cancel_requested(job_id):
         store.mark_cancelled(job_id)
         log.info("job cancelled", extra={"job_id": job_id})
+        drop_inputs(get_settings(), store, job_id)
         return
     name = getattr(exc_type, "__name__", str(exc_type))
     kind, detail = {
@@ -181,6 +207,7 @@ def on_job_failure(job: Any, connection: Redis, exc_type: type, exc_value: BaseE
         return
     store.mark_failed(job_id, kind, detail)
     log.warning("job failed", extra={"job_id": job_id, "reason": kind, "detail": detail})
+    drop_inputs(get_settings(), store, job_id)
 
 
 def train_domain_job(job_id: str) -> dict[str, Any]:

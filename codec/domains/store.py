@@ -102,6 +102,7 @@ class AdapterFiles(Protocol):
     @property
     def where(self) -> str: ...
     def read(self, name: str) -> bytes: ...
+    def exists(self, name: str) -> bool: ...
     def write(self, name: str, data: bytes) -> None: ...
     def names(self) -> list[str]: ...
     def remove(self, name: str) -> None: ...
@@ -125,6 +126,9 @@ class FolderFiles:
 
     def read(self, name: str) -> bytes:
         return (self.root / name).read_bytes()
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name).is_file()
 
     def write(self, name: str, data: bytes) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -217,6 +221,10 @@ class DomainStore:
             d["encoder"],
             d.get("owner", "anonymous"),
         )
+
+    def exists(self, domain_id: str) -> bool:
+        """Whether the adapter is (still) stored: one stat, or one HEAD request on a bucket."""
+        return bool(_ID.match(domain_id)) and self.files.exists(f"{domain_id}.pt")
 
     def delete(self, domain_id: str) -> None:
         """Remove an adapter (UnknownDomainError if there is none): bitstreams coded with it stop decoding."""

@@ -180,12 +180,16 @@ class Registry:
     def domain_model(
         self, name: str, domain_id: str, expected_hash: bytes | None = None, with_encoder: bool = True
     ) -> BaseModel:
-        """The base model with a stored domain adapter baked in (cached like any model).
+        """The base model with a stored domain adapter baked in (cached like any model; a cached one is
+        used only while its adapter is still stored, so a deleted adapter stops decoding everywhere).
 
         Decoders pass ``with_encoder=False``: they only need (and may only have) the decoder side.
         """
         key = (name, f"domain:{domain_id}:{int(with_encoder)}")
         model = self._cache.get(key)
+        if model is not None and not self.domains.exists(domain_id):  # deleted since it was cached
+            self.forget_domain(domain_id)
+            model = None
         if model is None:
             model = self._bake_domain(name, domain_id, expected_hash, with_encoder)
             self._cache.put(key, model)

@@ -4,11 +4,18 @@ ends, a job whose retries are used up by lost workers."""
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
+from PIL import Image
+from udic_client import Client, CompressResult, ConflictError, Job, UdicError
 
 from tests.e2e.conftest import KEYS, E2EStack
 
@@ -33,3 +40,93 @@ assert c.download_image(result.job.id)[:8] == {PNG_MAGIC!r}
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def _client(e2e: E2EStack, who: str = "alice") -> Client:
+    return Client(e2e.url, api_key=KEYS[who], poll_interval=0.05)
+
+
+def _raw(e2e: E2EStack, who: str = "alice") -> httpx.Client:
+    return httpx.Client(base_url=e2e.url, headers={"Authorization": f"Bearer {KEYS[who]}"}, timeout=60)
+
+
+def _wait(c: Client, job_id: str, states: set[str], timeout: float = 120, attempts: int = 0) -> Job:
+    """The job once it is in one of ``states`` (and, with ``attempts``, its worker has started that attempt)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = c.job(job_id)
+        if job.state in states and job.attempts >= attempts:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {states}; last {job.state}")
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_domain_adapter_lives_until_deleted_never_while_bitstreams_need_it(e2e: E2EStack) -> None:
+    from codec.datasets import bench_images
+
+    samples = [_png(b.rgb[:128, :128]) for b in bench_images("line", 5)]
+    c = _client(e2e)
+    trained = c.train_domain("lifetime", samples, steps=8, stage2_steps=2, progress=False, timeout=300)
+    assert trained.domain is not None
+    domain_id = trained.domain["id"]
+    result = c.compress(samples[0], quality=3, domain=domain_id, progress=False)
+    assert result.metrics.domain == domain_id
+    storage = e2e.data / "storage"
+    ref = storage / "refs" / domain_id / result.job.id
+    assert ref.exists() and (storage / "domains" / f"{domain_id}.pt").exists()
+    assert not (storage / "uploads" / result.job.id).exists()  # the upload ended with its job
+
+    with _raw(e2e) as alice, _raw(e2e, "bob") as bob:
+        refused = alice.delete(f"/v1/domains/{domain_id}")
+        assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+        body = refused.json()
+        assert body["type"] == "urn:udic:problem:domain-in-use" and body["bitstreams"] == 1, body
+        assert "would stop decoding" in body["detail"] and body["in_use_until"].endswith("Z")
+        assert bob.delete(f"/v1/domains/{domain_id}").status_code == 404  # not bob's
+        assert c.domain(domain_id)["id"] == domain_id
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(c.decode(result.bitstream)))), _decoded(e2e, result))
+
+        # once the bitstream's retention is over (its ref aged past it), the adapter can go
+        old = time.time() - 8 * 24 * 3600
+        os.utime(ref, (old, old))
+        assert alice.delete(f"/v1/domains/{domain_id}").status_code == 204
+        assert alice.get(f"/v1/domains/{domain_id}").status_code == 404
+        assert alice.delete(f"/v1/domains/{domain_id}").status_code == 404
+    assert domain_id not in {d["id"] for d in c.domains()}
+    assert not (storage / "domains" / f"{domain_id}.pt").exists() and not ref.exists()
+    with pytest.raises(UdicError):  # what the 409 warned about: that bitstream no longer decodes
+        c.decode(result.bitstream)
+
+
+def _decoded(e2e: E2EStack, result: CompressResult) -> np.ndarray:
+    from codec.coder import decode_image
+    from codec.zoo import Registry
+
+    return decode_image(result.bitstream, registry=Registry(domains_dir=e2e.data / "storage" / "domains")).rgb
+
+
+def test_job_whose_retries_are_used_up_ends_failed_worker_lost(e2e: E2EStack, big_png: bytes) -> None:
+    """UDIC_JOB_RETRIES=1: the first lost worker re-queues the job, the second fails it."""
+    c = _client(e2e)
+    job = c.submit(big_png, quality=4)
+    try:
+        _wait(c, job.id, {"running"}, attempts=1)
+        e2e.kill_worker()
+        requeued = _wait(c, job.id, {"queued"}, timeout=60)
+        assert requeued.error is not None and requeued.error.type == "worker-lost"
+        e2e.restart_worker()
+        _wait(c, job.id, {"running"}, timeout=120, attempts=2)
+        e2e.kill_worker()
+        failed = _wait(c, job.id, {"failed"}, timeout=60)
+    finally:
+        e2e.restart_worker()
+    assert failed.error is not None and failed.error.type == "worker-lost" and failed.attempts == 2, failed
+    assert not (e2e.data / "storage" / "uploads" / job.id).exists()  # the job ended: its upload is gone
+    with pytest.raises(ConflictError):
+        c.download(job.id)

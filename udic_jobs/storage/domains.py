@@ -24,6 +24,9 @@ class StorageAdapterFiles:
     def read(self, name: str) -> bytes:
         return self.storage.get(DOMAINS + name)
 
+    def exists(self, name: str) -> bool:
+        return self.storage.exists(DOMAINS + name)
+
     def write(self, name: str, data: bytes) -> None:
         self.storage.put(DOMAINS + name, data)
 

@@ -1,8 +1,14 @@
-"""Domain adapters: train one from sample images (a job), list them, look one up."""
+"""Domain adapters: train one from sample images (a job), list them, look one up, delete one.
+
+Adapters live until deleted. ``DELETE`` refuses (409 ``domain-in-use``) while unexpired bitstreams
+were coded with the adapter -- they could not be decoded without it -- and says until when; the
+refs that record this are written by the worker next to each bitstream (:mod:`udic_jobs.storage.refs`).
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
@@ -20,6 +26,7 @@ from service.models import DomainInfo, DomainList, JobView
 from service.webhooks import checked_callback
 from udic_jobs import DomainPayload, JobRecord, new_job_id
 from udic_jobs.storage import sample_key
+from udic_jobs.storage.refs import domain_use, drop_refs
 
 router = APIRouter(prefix="/v1/domains", tags=["domains"])
 log = logging.getLogger("udic.api")
@@ -128,3 +135,49 @@ def get_domain(domain_id: str, owner: OwnerDep) -> DomainInfo:
     if rec is None or not _visible(owner, rec.owner):
         raise ProblemError(404, "domain-not-found", "Domain adapter not found", f"no domain adapter {domain_id!r}")
     return DomainInfo(**rec.summary())
+
+
+def _in_use_problem(domain_id: str, n: int, until: float) -> ProblemError:
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+    return ProblemError(
+        409,
+        "domain-in-use",
+        "Domain adapter in use",
+        f"{n} stored bitstream(s) coded with {domain_id} would stop decoding; they expire by {when} "
+        "(the retention), after which it can be deleted",
+        bitstreams=n,
+        in_use_until=when,
+    )
+
+
+@router.delete(
+    "/{domain_id}",
+    status_code=204,
+    response_class=Response,
+    responses={409: {"content": {"application/problem+json": {}}, "description": "domain-in-use"}},
+    summary="Delete a domain adapter (refused while unexpired bitstreams need it)",
+)
+def delete_domain(domain_id: str, owner: OwnerDep, res: ResourcesDep) -> Response:
+    reg = registry()
+    try:
+        rec = reg.domains.get(domain_id)
+    except UnknownDomainError:
+        rec = None
+    if rec is None or not _visible(owner, rec.owner):
+        raise ProblemError(404, "domain-not-found", "Domain adapter not found", f"no domain adapter {domain_id!r}")
+    use = domain_use(res.storage, domain_id, res.settings.retention_s)
+    if use.bitstreams:
+        raise _in_use_problem(domain_id, use.bitstreams, use.until)
+    name = f"{domain_id}.pt"
+    raw = reg.domains.files.read(name)
+    reg.domains.files.remove(name)
+    # a worker writes its ref, then checks the adapter is there; we remove the adapter, then check
+    # the refs again: of an encode and a delete that overlap, one of the two sees the other
+    use = domain_use(res.storage, domain_id, res.settings.retention_s)
+    if use.bitstreams:
+        reg.domains.files.write(name, raw)
+        raise _in_use_problem(domain_id, use.bitstreams, use.until)
+    reg.forget_domain(domain_id)
+    drop_refs(res.storage, domain_id)
+    log.info("domain adapter deleted", extra={"domain": domain_id, "owner": owner})
+    return Response(status_code=204)
