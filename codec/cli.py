@@ -24,6 +24,7 @@ from codec.progress import ProgressCallback, ProgressEvent
 if TYPE_CHECKING:  # the codec (torch) is imported when a command runs, not for --help
     from codec.coder import EncodeResult
     from codec.rate_control import RateTarget
+    from codec.roi import RoiSpec
 
 EXIT_BAD_INPUT = 2
 EXIT_MODEL = 3
@@ -87,6 +88,7 @@ def _encode_one(src: Path, args: argparse.Namespace) -> EncodeResult:
         decoder_iters=args.decoder_iters,
         domain=args.domain,
         target=_target(args),
+        roi=_roi(args),
     )
     adaptive = args.adapt != "none"
     bar, show = _iteration_bar(src, quiet=args.quiet or not adaptive)
@@ -106,6 +108,20 @@ def _encode_one(src: Path, args: argparse.Namespace) -> EncodeResult:
             file=sys.stdout,
         )
     return outcome.result
+
+
+def _roi(args: argparse.Namespace) -> RoiSpec | None:
+    """The region of interest of --roi auto / --roi-mask FILE / --roi-rects JSON (codec.roi)."""
+    from codec.roi import RoiSpec, parse_rects
+
+    if args.roi_mask is not None:
+        try:
+            return RoiSpec("mask", data=Path(args.roi_mask).read_bytes())
+        except OSError as exc:
+            raise CliError(f"cannot read the mask: {exc.strerror or exc}") from None
+    if args.roi_rects is not None:
+        return RoiSpec("rects", rects=parse_rects(args.roi_rects))
+    return RoiSpec("auto") if args.roi == "auto" else None
 
 
 def _target(args: argparse.Namespace) -> RateTarget | None:
@@ -314,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--domain", help="a trained domain adapter id (udic domains), or 'auto'")
     e.add_argument("--latent-iters", type=int, help="override the preset's latent refinement steps")
     e.add_argument("--decoder-iters", type=int, help="override the preset's adapter steps")
+    r = e.add_mutually_exclusive_group()
+    r.add_argument("--roi", choices=["auto"], help="favour text-like and detailed regions (needs --adapt)")
+    r.add_argument("--roi-mask", type=Path, metavar="PNG", help="weight map, the image's size: grey = weight")
+    r.add_argument("--roi-rects", metavar="JSON", help='rectangles: [{"x", "y", "w", "h", "weight"}, ...]')
     e.add_argument("--quiet", action="store_true")
     _add_tiling_options(e, "code")
     e.set_defaults(func=cmd_encode)

@@ -7,6 +7,7 @@ work; the map is normalised; and the region really gets the bits (PSNR inside go
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from codec.roi import (
     weights_from_rects,
 )
 from tests.conftest import synthetic_rgb
+from tests.test_cli import udic
 
 
 def png(arr: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -156,3 +158,25 @@ def test_region_gets_the_bits() -> None:
             assert out.metrics()["roi"] == "rects" and out.choice != "plain"
     assert psnr["left"][0] > psnr["none"][0] + 0.1  # inside better
     assert psnr["left"][1] < psnr["none"][1]  # paid for outside
+
+
+def test_cli_roi_options(tmp_path: Path) -> None:
+    src, out = tmp_path / "p.png", tmp_path / "p.udic"
+    Image.fromarray(synthetic_rgb(48, 64, seed=3)).save(src)
+    fast = ["--adapt", "fast", "--latent-iters", "3", "--decoder-iters", "0"]
+    proc = udic("encode", src, "-o", out, *fast, "--roi-rects", '[{"x": 0, "y": 0, "w": 20, "h": 20, "weight": 5}]')
+    assert proc.returncode == 0, proc.stderr
+    assert decode_image(out.read_bytes()).rgb.shape == (48, 64, 3)
+    mask = tmp_path / "m.png"
+    Image.fromarray(np.full((48, 64), 255, np.uint8)).save(mask)
+    assert udic("encode", src, "-o", out, *fast, "--roi-mask", mask).returncode == 0
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(small)
+    for bad in (
+        ["--roi", "auto"],  # no --adapt
+        [*fast, "--roi-mask", small],
+        [*fast, "--roi-mask", tmp_path / "missing.png"],
+        [*fast, "--roi-rects", '[{"x": 0, "y": 0, "w": 4, "h": 4, "weight": -1}]'],
+    ):
+        proc = udic("encode", src, "-o", tmp_path / "x.udic", *bad)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "udic: error:" in proc.stderr, proc.stderr
