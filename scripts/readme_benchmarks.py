@@ -1,0 +1,214 @@
+"""Re-measure every README table with the shipped weights, in one resumable command.
+
+When ``codec/zoo/weights/default.pt`` changes, every table in the README must be measured again
+(``scripts/readme_tables.py --check`` fails until then). This runs the benchmarks behind them with
+the commands the README gives, copies each summary (and the plots) into ``docs/bench/`` and
+``docs/eval/``, then regenerates the tables:
+
+    python scripts/readme_benchmarks.py --dry-run       # the commands, in order, and what is current
+    python scripts/readme_benchmarks.py                 # every step whose file is not current
+    python scripts/readme_benchmarks.py --only eval kodak
+
+A step is skipped when its file in ``docs/bench/`` already names the shipped weights, so a run cut
+off by the end of a session continues where it stopped. On 2 cores with nothing else running it
+takes about four hours in all (adaptation 55 min, schedule 45 min, eval 5 min, adaptive eval
+30 min, domain adapters 50 min, Kodak 10 min, decode timing 2 min). The prose around the tables
+quotes some of their numbers: read it again after a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+BENCH = ROOT / "docs" / "bench"
+EVAL_PLOTS = ROOT / "docs" / "eval"
+FAST = ["--latent-iters", "250", "--decoder-iters", "100", "--latent-lr", "5e-3", "--decoder-lr", "5e-3"]
+FULL = ["--latent-iters", "2000", "--decoder-iters", "500", "--latent-lr", "1e-3", "--decoder-lr", "1e-3"]
+AB = [PY, "-m", "codec.evaluation.adaptation_bench"]
+DOMAINS = ("kodak", "line", "comic", "vector", "screen", "pixel")
+
+
+@dataclass
+class Step:
+    name: str
+    target: str  # file in docs/bench whose stamp says whether the step is current
+    parallel: list[list[str]]  # commands run side by side (one per core), then...
+    then: list[list[str]] = field(default_factory=list)  # ...these, one after the other
+    copies: list[tuple[str, str]] = field(default_factory=list)  # (from, to) relative to the repo root
+
+
+STEPS = [
+    Step(
+        "adaptation",
+        "adaptation_summary.json",
+        [
+            [*AB, "--domains", "line", "screen", "pixel", "--images", "3", *FAST, "--out", "results/ab_fast_a"],
+            [*AB, "--domains", "kodak", "comic", "vector", "--images", "3", *FAST, "--out", "results/ab_fast_b"],
+        ],
+        [[*AB, "--merge", "results/ab_fast_a", "results/ab_fast_b", "--out", "results/ab_fast"]],
+        [
+            ("results/ab_fast/summary.json", "docs/bench/adaptation_summary.json"),
+            ("results/ab_fast/points.csv", "docs/bench/adaptation_points.csv"),
+        ],
+    ),
+    Step(
+        "schedule",
+        "schedule_compare_fast.json",
+        [
+            [
+                *AB,
+                "--images",
+                "1",
+                "--qualities",
+                "2.5",
+                "4.0",
+                *FULL,
+                "--methods",
+                "sga+adapters",
+                "--out",
+                "results/ab_full",
+            ]
+        ],
+        [
+            [
+                PY,
+                "-m",
+                "codec.evaluation.schedule_compare",
+                "--short",
+                "results/ab_fast_a",
+                "results/ab_fast_b",
+                "--full",
+                "results/ab_full",
+                "--out",
+                "docs/bench/schedule_compare_fast.json",
+            ]
+        ],
+        [("results/ab_full/points.csv", "docs/bench/adaptation_full_schedule_points.csv")],
+    ),
+    Step(
+        "eval",
+        "eval_summary.json",
+        [[PY, "-m", "codec.cli", "eval", "--kodak-full", "--out", "results/eval"]],
+        copies=[("results/eval/summary.json", "docs/bench/eval_summary.json"), ("results/eval/plots", "docs/eval")],
+    ),
+    Step(
+        "eval-adapt",
+        "eval_adapt_summary.json",
+        [
+            [
+                PY,
+                "-m",
+                "codec.cli",
+                "eval",
+                "--adapt",
+                "fast",
+                "--images",
+                "3",
+                "--qualities",
+                "1",
+                "2.5",
+                "4",
+                "5.5",
+                "--out",
+                "results/eval_adapt",
+            ]
+        ],
+        copies=[("results/eval_adapt/summary.json", "docs/bench/eval_adapt_summary.json")]
+        + [(f"results/eval_adapt/plots/{d}.png", f"docs/eval/adapt_{d}.png") for d in DOMAINS],
+    ),
+    Step(
+        "domains",
+        "domain_summary.json",
+        [[PY, "-m", "codec.evaluation.domain_bench", "--out", "results/domain_bench"]],
+        copies=[
+            ("results/domain_bench/summary.json", "docs/bench/domain_summary.json"),
+            ("results/domain_bench/points.csv", "docs/bench/domain_points.csv"),
+        ],
+    ),
+    Step(
+        "kodak",
+        "kodak_compare.json",
+        [[PY, "-m", "codec.evaluation.kodak_compare", "--out", "docs/bench/kodak_compare.json"]],
+    ),
+    Step(
+        "decode-timing",
+        "decode_timing.json",
+        [[PY, "-m", "codec.evaluation.decode_timing", "--repeats", "15", "--out", "docs/bench/decode_timing.json"]],
+    ),
+]
+
+
+def shipped_hash() -> str:
+    sys.path.insert(0, str(ROOT))
+    from codec.evaluation.provenance import default_hash
+
+    return default_hash()
+
+
+def is_current(step: Step, current: str) -> bool:
+    """Whether the step's file in docs/bench already names the shipped default weights."""
+    path = BENCH / step.target
+    if not path.is_file():
+        return False
+    data = json.loads(path.read_text())
+    return isinstance(data, dict) and data.get("weights", {}).get("default") == current
+
+
+def _copy(src: str, dst: str) -> None:
+    s, d = ROOT / src, ROOT / dst
+    if s.is_dir():
+        d.mkdir(parents=True, exist_ok=True)
+        for f in s.iterdir():
+            shutil.copy2(f, d / f.name)
+    else:
+        d.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(s, d)
+
+
+def run(step: Step) -> None:
+    """The step's parallel commands side by side, then the rest in order, then its copies."""
+    procs = [subprocess.Popen(cmd, cwd=ROOT) for cmd in step.parallel]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"readme_benchmarks: step {step.name} failed (exit codes {codes})")
+    for cmd in step.then:
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    for src, dst in step.copies:
+        _copy(src, dst)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=[s.name for s in STEPS], help="these steps only")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands and what is current")
+    ap.add_argument("--force", action="store_true", help="run steps that are already current too")
+    args = ap.parse_args(argv)
+    current = shipped_hash()
+    steps = [s for s in STEPS if not args.only or s.name in args.only]
+    for step in steps:
+        done = is_current(step, current) and not args.force
+        if args.dry_run:
+            print(f"# {step.name}: {'current' if done else 'to run'} (docs/bench/{step.target})")
+            for cmd in step.parallel + step.then:
+                print("  " + " ".join(c if c != PY else "python" for c in cmd))
+            continue
+        if done:
+            print(f"readme_benchmarks: {step.name} is current (default@{current}), skipped", flush=True)
+            continue
+        print(f"readme_benchmarks: {step.name} ...", flush=True)
+        run(step)
+    if not args.dry_run:
+        return subprocess.run([PY, "scripts/readme_tables.py", "--write"], cwd=ROOT).returncode
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
