@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable
 
 from redis import Redis
+from redis.exceptions import LockError
 from redis.lock import Lock
 from rq.job import Job
 
@@ -89,26 +90,31 @@ class FairGate:
 
     def submit(self, rec: JobRecord) -> None:
         """Put a stored job in line behind its owner's other jobs, and hand it over if it is next."""
-        with self._lock(rec.owner):
-            self.book.push_pending(rec.owner, rec.id)
-            self._pump_locked(rec.owner)
+        self.book.push_pending(rec.owner, rec.id)
+        self.pump(rec.owner)
 
     def withdraw(self, rec: JobRecord) -> None:
-        """A cancelled job leaves the line; if it was the owner's head, the next one moves up."""
-        with self._lock(rec.owner):
-            self.book.remove_pending(rec.owner, rec.id)
-            self._pump_locked(rec.owner)
+        """A cancelled job leaves the line (a pump skips cancelled jobs anyway); if it was the
+        owner's head, the next one moves up."""
+        self.book.remove_pending(rec.owner, rec.id)
+        self.pump(rec.owner)
 
     def pump(self, owner: str) -> None:
-        with self._lock(owner):
-            self._pump_locked(owner)
+        """Hand the owner's next job to rq if its head has left the queue. When another process
+        holds the owner's lock it is doing just that: this one leaves it (the dispatch loop comes
+        back within the interval), so a request never waits long on the lock."""
+        try:
+            with self._lock(owner):
+                self._pump_locked(owner)
+        except LockError:
+            log.info("fair dispatch: owner busy elsewhere", extra={"owner": owner})
 
     def pump_all(self) -> None:
         for owner in self.book.pending_owners():
             self.pump(owner)
 
     def _lock(self, owner: str) -> Lock:
-        return self.r.lock(f"{self.store.prefix}:fair-lock:{owner}", timeout=LOCK_TIMEOUT_S, blocking_timeout=5)
+        return self.r.lock(f"{self.store.prefix}:fair-lock:{owner}", timeout=LOCK_TIMEOUT_S, blocking_timeout=2)
 
     def _waiting(self, job_id: str) -> bool:
         status = self.r.hget(Job.key_for(job_id), "status")

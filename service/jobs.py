@@ -93,14 +93,6 @@ class JobService:
         rows = self.store.snapshots(ids, Job.key_for("{id}"))
         return [(rec, resolve_state(rec, status), cancel) for rec, cancel, status in rows]
 
-    def rq_status(self, job_id: str) -> str | None:
-        try:
-            status = Job.fetch(job_id, connection=self.queue.connection).get_status(refresh=True)
-        except NoSuchJobError:
-            return None
-        # JobStatus is a str Enum: str() would give "JobStatus.STARTED", the value is "started"
-        return None if status is None else str(getattr(status, "value", status))
-
     def reap_abandoned(self) -> bool:
         """Let rq retry or fail jobs whose worker stopped heartbeating (throttled); True if it ran."""
         now = time.monotonic()

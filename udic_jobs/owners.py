@@ -24,6 +24,10 @@ from udic_jobs.records import TERMINAL
 
 #: an admitted job gets its record within moments; one without a record for this long never will
 UNRECORDED_GRACE_S = 120.0
+_FORGET_IF_EMPTY = """
+if redis.call('llen', KEYS[1]) == 0 then return redis.call('srem', KEYS[2], ARGV[1]) end
+return 0
+"""
 
 
 class OwnerBook:
@@ -108,9 +112,10 @@ class OwnerBook:
         return sorted(raw.decode() for raw in cast("set[bytes]", self.r.smembers(self.pending_owners_key)))
 
     def forget_owner_if_idle(self, owner: str) -> None:
-        """Leave the pending-owners set once the list is empty (call under the owner's lock)."""
-        if not self.r.llen(self.pending_key(owner)):
-            self.r.srem(self.pending_owners_key, owner)
+        """Leave the pending-owners set once the list is empty: one atomic step (a script), so a job
+        pushed meanwhile (:meth:`push_pending` adds the owner back in the same transaction) is
+        never left in a list nobody looks at."""
+        self.r.eval(_FORGET_IF_EMPTY, 2, self.pending_key(owner), self.pending_owners_key, owner)
 
     def head(self, owner: str) -> str | None:
         raw = cast("bytes | None", self.r.get(self.head_key(owner)))

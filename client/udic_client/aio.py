@@ -70,6 +70,7 @@ class AsyncClient:
         target_bpp: float | None = None,
         target_psnr: float | None = None,
         roi: RoiArg = None,
+        callback_url: str | None = None,
     ) -> Job:
         files, data, headers = _core.compress_form(
             image, model, quality, lmbda, adaptation, time_budget_s, idempotency_key, domain
@@ -78,14 +79,18 @@ class AsyncClient:
         roi_data, roi_files = _core.roi_parts(roi)
         data.update(roi_data)
         files.update(roi_files)
+        if callback_url:
+            data["callback_url"] = callback_url
         r = await self._request("POST", "/v1/jobs", files=files, data=data, headers=headers)
         return Job.model_validate(r.json())
 
     async def job(self, job_id: str) -> Job:
         return Job.model_validate((await self._request("GET", f"/v1/jobs/{job_id}")).json())
 
-    async def jobs(self, limit: int = 50) -> list[Job]:
-        r = await self._request("GET", "/v1/jobs", params={"limit": limit})
+    async def jobs(self, limit: int = 50, state: str | None = None) -> list[Job]:
+        """Your newest jobs (of one state if given); GET /v1/jobs pages further with next_cursor."""
+        params: dict[str, str | int] = {"limit": limit, **({"state": state} if state else {})}
+        r = await self._request("GET", "/v1/jobs", params=params)
         return [Job.model_validate(j) for j in r.json()["jobs"]]
 
     async def wait(

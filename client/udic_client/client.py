@@ -77,8 +77,10 @@ class Client:
         target_bpp: float | None = None,
         target_psnr: float | None = None,
         roi: RoiArg = None,
+        callback_url: str | None = None,
     ) -> Job:
-        """Upload an image and queue its encode; returns at once with the queued job."""
+        """Upload an image and queue its encode; returns at once with the queued job.
+        ``callback_url`` gets a signed POST when the job ends (check it with ``verify_webhook``)."""
         files, data, headers = _core.compress_form(
             image, model, quality, lmbda, adaptation, time_budget_s, idempotency_key, domain
         )
@@ -86,13 +88,17 @@ class Client:
         roi_data, roi_files = _core.roi_parts(roi)
         data.update(roi_data)
         files.update(roi_files)
+        if callback_url:
+            data["callback_url"] = callback_url
         return Job.model_validate(self._request("POST", "/v1/jobs", files=files, data=data, headers=headers).json())
 
     def job(self, job_id: str) -> Job:
         return Job.model_validate(self._request("GET", f"/v1/jobs/{job_id}").json())
 
-    def jobs(self, limit: int = 50) -> list[Job]:
-        return [Job.model_validate(j) for j in self._request("GET", "/v1/jobs", params={"limit": limit}).json()["jobs"]]
+    def jobs(self, limit: int = 50, state: str | None = None) -> list[Job]:
+        """Your newest jobs (of one state if given); GET /v1/jobs pages further with next_cursor."""
+        params: dict[str, str | int] = {"limit": limit, **({"state": state} if state else {})}
+        return [Job.model_validate(j) for j in self._request("GET", "/v1/jobs", params=params).json()["jobs"]]
 
     def wait(
         self, job_id: str, *, timeout: float | None = None, progress: ProgressArg = False, raise_on_failure: bool = True

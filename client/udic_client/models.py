@@ -74,6 +74,8 @@ class Job(_Model):
     error: JobError | None = None
     cancel_requested: bool = False
     attempts: int = 0
+    callback_url: str | None = None
+    webhook: dict[str, Any] | None = None  # delivery to callback_url: url, state, attempts
     links: dict[str, str | None] = {}
 
     @property

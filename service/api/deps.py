@@ -40,7 +40,8 @@ class Resources:
         )
 
 
-def resources(request: Request) -> Resources:
+async def resources(request: Request) -> Resources:
+    """Async (no I/O here): a sync dependency would cost every request a hop to the thread pool."""
     res: Resources = request.app.state.resources
     return res
 

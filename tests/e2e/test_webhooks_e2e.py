@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from udic_client import WebhookVerificationError, verify_webhook
+from udic_client import Client, WebhookVerificationError, verify_webhook
 
 from service import stack as st
 from tests.e2e.conftest import KEYS, E2EStack
@@ -78,10 +78,13 @@ def wait_for(c: httpx.Client, job_id: str, check: Any, timeout: float = 120) -> 
 def test_finished_job_posts_a_signed_event_the_sdk_verifies(
     e2e: E2EStack, receiver: Receiver, small_png: bytes
 ) -> None:
+    sdk = Client(e2e.url, api_key=KEYS["alice"], poll_interval=0.05)
+    job_id = sdk.submit(small_png, quality=1, callback_url=receiver.url).id
     with http(e2e) as c:
         secret = c.get("/v1/webhooks/secret").json()["secret"]
-        job_id = submit(c, small_png, receiver.url)
         job = wait_for(c, job_id, lambda j: (j.get("webhook") or {}).get("state") == "delivered")
+    assert job_id in {j.id for j in sdk.jobs(state="finished")}
+    assert sdk.job(job_id).webhook["state"] == "delivered"  # type: ignore[index]
     assert job["state"] == "finished" and len(job["webhook"]["attempts"]) == 1
     assert job["webhook"]["attempts"][0]["status"] == 204
     (headers, body), *_ = receiver.got

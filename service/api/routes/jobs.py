@@ -178,11 +178,13 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobView, summary="State, progress and results of a job")
-def get_job(job_id: str, response: Response, owner: OwnerDep, res: ResourcesDep) -> JobView:
+async def get_job(job_id: str, owner: OwnerDep, res: ResourcesDep) -> Response:
+    """The polling route, kept cheap: async (its one Redis round trip, a local pipeline, runs on the
+    event loop instead of a thread-pool hop), and the view is serialised once, not validated again
+    against ``response_model`` (which only documents it here)."""
     rec, state, cancel = res.jobs.snapshot_owned(job_id, owner)
-    if state not in TERMINAL:
-        response.headers["Retry-After"] = str(res.settings.retry_after_s)
-    return job_view(res, rec, state, cancel)
+    headers = {} if state in TERMINAL else {"Retry-After": str(res.settings.retry_after_s)}
+    return Response(job_view(res, rec, state, cancel).model_dump_json(), media_type="application/json", headers=headers)
 
 
 @router.delete(
