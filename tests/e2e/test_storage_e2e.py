@@ -130,3 +130,21 @@ def test_job_whose_retries_are_used_up_ends_failed_worker_lost(e2e: E2EStack, bi
     assert not (e2e.data / "storage" / "uploads" / job.id).exists()  # the job ended: its upload is gone
     with pytest.raises(ConflictError):
         c.download(job.id)
+
+
+def test_redis_restart_during_a_running_job_loses_no_stored_bitstream(
+    e2e: E2EStack, small_png: bytes, big_png: bytes
+) -> None:
+    """Records are in Redis (AOF), bytes in the storage: a Redis restart mid-job loses neither, and the
+    running job still ends with its bitstream stored (a lost connection is a crash rq retries)."""
+    c = _client(e2e)
+    before = c.compress(small_png, quality=2, progress=False)
+    job = c.submit(big_png, quality=3)
+    _wait(c, job.id, {"running"}, attempts=1)
+    e2e.restart_redis()
+    assert c.download(before.job.id) == before.bitstream and c.job(before.job.id).state == "finished"
+    done = c.wait(job.id, timeout=300)
+    assert done.state == "finished", done
+    data = c.download(job.id)
+    assert data == (e2e.data / "storage" / "bitstreams" / f"{job.id}.udic").read_bytes()
+    assert c.download(before.job.id) == before.bitstream
