@@ -17,12 +17,14 @@ one, with ``status`` ``"below-range"`` / ``"above-range"`` and ``met`` saying wh
 itself holds. Only targets no image could meet (not finite, not positive, PSNR outside 10-100 dB)
 are refused, as :class:`InvalidTargetError`.
 
-Adaptation (``codec.adaptation``) changes the size at a given level (its RD optimum usually has
-fewer bits). :func:`encode_to_target` therefore runs the adaptive encode at the level found, and if
-its file misses the target window it re-aims once (a new plain search for the target scaled by the
-size ratio adaptation produced) and runs it again. The final file is the best of all real files
-that respect the target (plain probe included), so an adaptive encode never returns a file over a
-reachable byte target.
+Adaptation (``codec.adaptation``) changes the size at a given level, by a few percent either way.
+:func:`encode_to_target` therefore aims the plain search at the middle of the adaptive window
+(95.5-97.5 % of a size target), runs the adaptive encode at that level, and if its file still
+misses the window (95-100 %) re-aims once: a new plain search for the target scaled by the size
+ratio adaptation produced, and a second adaptive run (with a time budget: 60 % for the first run,
+the rest for the second, skipped under 20 %). The final file is the best of all real files that
+respect the target, the plain probe included, so an adaptive encode never returns a file over a
+reachable byte target: the worst case is the plain file at the level found.
 """
 
 from __future__ import annotations
