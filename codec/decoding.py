@@ -15,7 +15,8 @@ its symbol hash was found wrong, after the synthesis. Now the stages are, in ord
    there is nothing an attacker can strip. (A y floor would be useless: the narrowest Gaussian
    table allows 7e-5 bit per symbol.)
 5. **Entropy decoding** under canonical compute (z, hyper-synthesis, y), y in bounded chunks
-   (:func:`decode_indexed`) so that no Python list of every symbol is ever built.
+   (:func:`decode_indexed`; for the gained model in channel groups, :mod:`codec.entropy_chunks`)
+   so that no Python list of every symbol, and no full-size temporary, is ever built.
 6. **Symbol hash** (``Field.SYMBOLS_HASH``), checked *before* the synthesis: a file that passes the
    floor but does not decode to what was encoded costs entropy decoding only.
 7. **Synthesis**: the only full-resolution stage. It does not decide any CDF index, so it runs with
@@ -23,6 +24,11 @@ its symbol hash was found wrong, after the synthesis. Now the stages are, in ord
    the thread count: measured on kodim23 at q3, 1 vs 2 threads, 11 pixels differ by 1 (float
    difference 6e-7). ``bit_exact=True`` runs it on the canonical single thread instead, giving the
    same pixels on every machine; the encoder verifies its files that way.
+   Files coded in tiles (``Field.TILING``, :mod:`codec.tiling`) synthesise tile by tile, each
+   tile on one canonical thread and several tiles at once: bit-exact *and* on every core, in
+   memory set by the tile size. Single-tile files above the tiling threshold take the same tiled
+   path unless ``bit_exact`` (then their pixels may differ from the canonical whole synthesis by
+   one level at a few positions, as between thread counts).
 
 What this does not bound: a file that is consistent at its claimed size (or that carries no symbol
 hash) costs a real decode of that size, because it *is* one (a flat 50 Mpixel image codes to about
@@ -50,7 +56,7 @@ from codec.determinism import CANONICAL_DEVICE, best_device, canonical_compute
 from codec.entropy_chunks import decompress_grouped
 from codec.imageio import DEFAULT_MAX_PIXELS, PAD_MULTIPLE, CodecImage, check_pixel_limit, padded_size
 from codec.models.gained import GainedMeanScaleHyperprior
-from codec.tiling import TileLayout, current_policy, synthesis_tiled
+from codec.tiling import TileLayout, current_policy, release_heap, synthesis_tiled
 from codec.zoo.base import BaseModel
 from codec.zoo.decompress import is_plain_hyperprior, padded_strings
 from codec.zoo.errors import UnknownModelError
@@ -357,7 +363,10 @@ def decode_image(
         lat = entropy_decode(base, c, shape, level)
     check_symbols(c, lat.symbols)
     lat.symbols = None  # checked: free them before the synthesis
-    rgb = synthesize_pixels(lat, bit_exact, choose_layout(lat, c, bit_exact, (w, h)), (w, h))
+    layout = choose_layout(lat, c, bit_exact, (w, h))
+    if layout is not None:
+        release_heap()  # the entropy stage's temporaries, before the synthesis builds its own peak
+    rgb = synthesize_pixels(lat, bit_exact, layout, (w, h))
     del lat
     gray = c.fields.get(Field.COLOR, b"\x00") == b"\x01"
     return CodecImage(rgb=rgb, alpha=alpha, grayscale=gray)

@@ -26,8 +26,10 @@ single-tile format byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import copy
+import ctypes
 import math
 import struct
 from collections.abc import Callable, Iterator
@@ -267,3 +269,13 @@ def exact_psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR of two uint8 images from :func:`squared_error` (``inf`` when identical)."""
     sse = squared_error(a, b)
     return math.inf if sse == 0 else 10.0 * math.log10(255.0**2 * a.size / sse)
+
+
+def release_heap() -> None:
+    """Give freed heap back to the OS between the stages of a tiled job (glibc only; else nothing).
+
+    The tiles run in worker threads, and glibc keeps what each thread freed in that thread's arena:
+    measured at 48 Mpixel, 365 MB stayed resident after the tiled analysis, on top of which the
+    entropy coding and the verification decode then built their own peaks."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
