@@ -11,6 +11,7 @@ it came from, declares
   and neither status, since the server then asks for none,
 - 404 when its path has parameters (unknown or someone else's id),
 - 413 and 422 when it takes a request body (the body cap of ``service.middleware``; validation),
+  and 400 when that body is multipart (a body the multipart parser cannot read),
   422 when it takes any parameter,
 
 plus what a route declares itself with :func:`problems` (409, 410, 503, ...). Every 4xx/5xx
@@ -40,6 +41,7 @@ from service.core.errors import PROBLEM_JSON, problem_response
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 DESCRIPTIONS = {
+    400: "malformed multipart body",
     401: "missing or invalid API key",
     404: "no such resource for this API key",
     405: "method not allowed (the Allow header lists the path's methods)",
@@ -86,6 +88,8 @@ def inferred_statuses(operation: dict[str, Any], auth_enabled: bool) -> set[int]
         out.add(404)
     if "requestBody" in operation:
         out |= {413, 422}
+        if "multipart/form-data" in operation["requestBody"].get("content", {}):
+            out.add(400)  # Starlette's answer to a body its multipart parser cannot read
     if params:
         out.add(422)
     return out

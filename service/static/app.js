@@ -245,10 +245,12 @@ async function poll(id) {
   try {
     job = await (await api("/v1/jobs/" + id)).json();
   } catch (e) {
+    if (state.jobId !== id) return;  // the user started over meanwhile
     showError("Lost track of the job: " + e.message);
     $("encode").disabled = false;
     return;
   }
+  if (state.jobId !== id) return;  // the user started over meanwhile
   $("progress-text").textContent = describeProgress(job);
   const p = job.progress;
   const bar = $("progress-bar");
@@ -548,7 +550,7 @@ async function download(kind) {
 
 // ------------------------------------------------------------------ the same-size comparison
 async function compare() {
-  const m = state.job.metrics;
+  const job = state.job, m = job.metrics;
   $("compare").disabled = true;
   $("compare-target").textContent = m.bytes.toLocaleString();
   const tbody = $("compare-table").tBodies[0];
@@ -564,11 +566,13 @@ async function compare() {
     try {
       r = await (await api("/v1/compare", { method: "POST", body: form })).json();
     } catch (e) {
+      if (state.job !== job) return;
       $("compare-status").textContent = "";
       showError(`The ${label} comparison failed: ${e.message}`);
       $("compare").disabled = false;
       return;
     }
+    if (state.job !== job) return;  // the user started over meanwhile
     state.sources[codec] = { label, url: r.image, psnr: r.psnr };
     tbody.append(compareRow(r, m));
     fillSourceSelects($("left-src").value, $("right-src").value);
@@ -641,6 +645,7 @@ function resetRun() {
 function startOver() {
   resetRun();
   state.file = null;
+  state.job = null;
   $("options").hidden = true;
   $("file-info").textContent = "";
   $("file-input").value = "";

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from codec.evaluation.same_size import SAME_SIZE_CODECS, SameSizeResult, code_at_size, finite
 from codec.imageio import ImageInputError, load_image
 from service.api.deps import OwnerDep, ResourcesDep
+from service.api.problems import problems
 from service.core.config import Settings
 from service.core.errors import ProblemError
 from service.decoding import PNG_LEVEL
@@ -114,7 +115,7 @@ def _one_at_a_time(data: bytes, codec: CompareCodec, target_bytes: int, settings
     "",
     response_model=CompareResult,
     summary="Code an image with JPEG, WebP or AVIF at (at most) a byte size, quality found by bisection",
-    responses={503: {"description": "comparison-busy: another comparison is running (problem+json)"}},
+    responses=problems(503, s503="comparison-busy: another comparison is running; retry after Retry-After seconds"),
 )
 async def compare(
     file: Annotated[UploadFile, File(description="the image")],
