@@ -151,3 +151,19 @@ def test_poll_reads_record_cancel_and_rq_state_in_one_round_trip(svc: JobService
     with pytest.raises(ProblemError) as exc:
         svc.snapshot_owned(ids[0], "bob")
     assert exc.value.status == 404
+
+
+def test_rate_limit_leases_never_admit_more_than_the_limit_across_processes(svc: JobService) -> None:
+    settings = svc.settings.model_copy(update={"rate_limit_requests": 300, "rate_limit_window_s": 3600})
+    processes = [RateLimiter(svc.store, settings), RateLimiter(svc.store, settings)]  # two API processes
+    assert processes[0].lease == 3
+    admitted = 0
+    for i in range(400):
+        try:
+            processes[i % 2].check("alice")
+            admitted += 1
+        except ProblemError:
+            pass
+    assert 300 - 2 * (3 - 1) <= admitted <= 300
+    hits = int(svc.store.r.get(next(iter(svc.store.r.scan_iter("t:rate:alice:*")))))  # type: ignore[arg-type]
+    assert hits <= 300 + 2 * 3  # Redis was asked about once per 3 requests, and not again once full

@@ -128,13 +128,14 @@ class OwnerBook:
             self.r.set(self.head_key(owner), job_id, ex=self.retention_s)
 
     # --- request rate ---------------------------------------------------------------------
-    def hit(self, owner: str, window_s: int) -> tuple[int, float]:
-        """Count one request in the owner's current fixed window: (requests so far, seconds left)."""
+    def hit(self, owner: str, window_s: int, n: int = 1) -> tuple[int, int, float]:
+        """Count ``n`` requests in the owner's current fixed window: (the window's number, requests
+        counted so far, seconds left in it)."""
         t = time.time()
         window = int(t // window_s)
         key = f"{self.prefix}:rate:{owner}:{window}"
         with self.r.pipeline(transaction=False) as p:
-            p.incr(key)
+            p.incrby(key, n)
             p.expire(key, window_s * 2)
             count = int(p.execute()[0])
-        return count, (window + 1) * window_s - t
+        return window, count, (window + 1) * window_s - t

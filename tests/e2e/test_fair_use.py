@@ -64,7 +64,8 @@ def test_flood_gets_429_while_another_keys_single_job_starts(
     with ThreadPoolExecutor(8) as pool:
         flood = list(pool.map(upload, range(FLOOD)))
     codes = [r.status_code for r in flood]
-    assert codes.count(202) == LIMIT and codes.count(429) == FLOOD - LIMIT, codes
+    # LIMIT unfinished at most at any time: more than LIMIT only if some ended during the flood
+    assert LIMIT <= codes.count(202) <= LIMIT + 2 and codes.count(429) == FLOOD - codes.count(202), codes
     for r in flood:
         if r.status_code == 429:
             assert_429(r, "too-many-jobs")
@@ -91,12 +92,16 @@ def test_flood_gets_429_while_another_keys_single_job_starts(
 def test_request_flood_is_rate_limited_per_key(e2e: E2EStack) -> None:
     with http(e2e, "carol") as carol, http(e2e, "bob") as bob:
 
-        def poll(_: int) -> int:
-            return carol.get("/v1/jobs", params={"limit": 1}).status_code
+        def poll(_: int) -> httpx.Response:
+            return carol.get("/v1/jobs", params={"limit": 1})
 
+        answers: list[httpx.Response] = []
         with ThreadPoolExecutor(8) as pool:
-            codes = list(pool.map(poll, range(700)))  # more than the 600 per 10 s a key may make
-        assert 429 in codes and codes.count(200) <= 600, codes.count(200)
-        assert_429(carol.get("/v1/jobs"), "rate-limited")
+            while len(answers) < 2500 and all(r.status_code != 429 for r in answers):
+                answers += pool.map(poll, range(100))  # 600 per 10 s window; a flood may straddle two
+        codes = [r.status_code for r in answers]
+        assert 429 in codes
+        assert codes[: codes.index(429)].count(200) <= 2 * 600
+        assert_429(answers[codes.index(429)], "rate-limited")
         assert bob.get("/v1/jobs").status_code == 200  # the limit is per key
         assert httpx.get(f"{e2e.url}/healthz").status_code == 200
