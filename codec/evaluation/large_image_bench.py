@@ -100,6 +100,34 @@ def child(op: str, src: Path, dst: Path, quality: float, threshold: int | None) 
     return out
 
 
+def pixel_bound(png: Path, quality: float) -> dict[str, object]:
+    """Tiled against whole-image coding of one image (in this process): are the Y/Z sections the
+    same, and how far apart are the two files' canonical (verified) decodes."""
+    import numpy as np
+
+    from codec.bitstream import Container, Section
+    from codec.coder import encode_report
+    from codec.tiling import TilingPolicy, tiling_policy
+
+    with tiling_policy(TilingPolicy(threshold_pixels=1 << 62)):
+        whole = encode_report(png, quality=quality)
+    with tiling_policy(TilingPolicy(threshold_pixels=0)):
+        tiled = encode_report(png, quality=quality)
+    cw, ct = Container.from_bytes(whole.data), Container.from_bytes(tiled.data)
+    diff = np.abs(whole.decoded.rgb.astype(np.int16) - tiled.decoded.rgb.astype(np.int16))
+    return {
+        "size": f"{whole.width}x{whole.height}",
+        "same_y_z_sections": all(cw.sections[t] == ct.sections[t] for t in (Section.Y, Section.Z)),
+        "bytes_whole": len(whole.data),
+        "bytes_tiled": len(tiled.data),
+        "differing_samples": int((diff > 0).sum()),
+        "differing_fraction": float((diff > 0).mean()),
+        "max_level_difference": int(diff.max()),
+        "psnr_whole": round(whole.psnr, 4),
+        "psnr_tiled": round(tiled.psnr, 4),
+    }
+
+
 def run_case(op: str, src: Path, dst: Path, quality: float, threshold: int | None) -> dict[str, object]:
     cmd = [sys.executable, "-m", "codec.evaluation.large_image_bench", "--child", op, str(src), str(dst)]
     cmd += ["--quality", str(quality)] + (["--threshold", str(threshold)] if threshold is not None else [])
@@ -141,8 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--kodak", type=Path, default=Path(os.environ.get("UDIC_DATASETS", "/work/shared/datasets")) / "kodak"
     )
+    p.add_argument("--pixel-bound", metavar="WxH", help="only compare tiled and whole coding of that mosaic")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
+    if args.pixel_bound:
+        w, h = (int(v) for v in args.pixel_bound.split("x"))
+        WORK.mkdir(parents=True, exist_ok=True)
+        png = WORK / f"mosaic_{w}x{h}.png"
+        if not png.exists():
+            mosaic(w, h, args.kodak).save(png, compress_level=1)
+        bound = pixel_bound(png, args.quality)
+        print(json.dumps(bound, indent=2))
+        if args.out:
+            args.out.write_text(json.dumps(bound, indent=2) + "\n")
+        return 0
     if args.child:
         op, src, dst = args.child
         print(json.dumps(child(op, Path(src), Path(dst), args.quality, args.threshold)))
