@@ -10,7 +10,7 @@ auto weight is at least 2.5 (half the edge-density saturation); for a rectangle,
     python -m codec.evaluation.roi_bench --preset fast --pictures docs/roi
 
 writes ``docs/bench/roi_bench.json``, prints a Markdown table, and saves the original, both
-decodes and the weight map of the first case under ``--pictures``.
+decodes and the weight map of the first case run (``--only NAME`` runs one case) under ``--pictures``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def run_case(case: tuple[str, str, str, str, RoiSpec], preset: str, reg: Registr
     row: dict[str, Any] = {"case": name, "size": f"{img.width}x{img.height}", "roi": spec.kind, "target": target}
     row["inside_pct"] = round(100.0 * float(inside.mean()), 1)
     outs: dict[str, EncodeOutcome] = {}
-    for label, roi in (("plain_roi", None), ("roi", spec)):
+    for label, roi in (("without", None), ("with", spec)):
         t0 = time.monotonic()
         out = encode(img, EncodeRequest(adaptation=preset, target=RateTarget("bytes", target), roi=roi), registry=reg)
         outs[label] = out
@@ -93,16 +93,16 @@ def run_case(case: tuple[str, str, str, str, RoiSpec], preset: str, reg: Registr
             "choice": out.choice,
             "seconds": round(time.monotonic() - t0, 1),
         }
-    row["delta_inside_db"] = round(row["roi"]["psnr_inside"] - row["plain_roi"]["psnr_inside"], 3)
-    row["delta_outside_db"] = round(row["roi"]["psnr_outside"] - row["plain_roi"]["psnr_outside"], 3)
+    row["delta_inside_db"] = round(row["with"]["psnr_inside"] - row["without"]["psnr_inside"], 3)
+    row["delta_outside_db"] = round(row["with"]["psnr_outside"] - row["without"]["psnr_outside"], 3)
     return row, (img, outs, spec)
 
 
 def save_pictures(folder: Path, img: CodecImage, outs: dict[str, EncodeOutcome], spec: RoiSpec) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img.rgb).save(folder / "original.png")
-    Image.fromarray(outs["plain_roi"].result.decoded.rgb).save(folder / "without_roi.png")
-    Image.fromarray(outs["roi"].result.decoded.rgb).save(folder / "with_roi.png")
+    Image.fromarray(outs["without"].result.decoded.rgb).save(folder / "without_roi.png")
+    Image.fromarray(outs["with"].result.decoded.rgb).save(folder / "with_roi.png")
     w = spec.weights(img)
     Image.fromarray((np.clip(w / w.max(), 0, 1) * 255).astype(np.uint8)).save(folder / "weights.png")
 
@@ -113,7 +113,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in rows:
-        a, b = r["plain_roi"], r["roi"]
+        a, b = r["without"], r["with"]
         lines.append(
             f"| {r['case']} ({r['size']}, {r['inside_pct']} % inside) | {r['roi']} | {a['bytes']} / {b['bytes']} "
             f"| {a['psnr_inside']:.2f} -> {b['psnr_inside']:.2f} ({r['delta_inside_db']:+.2f}) "
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--cases", type=int, default=len(CASES))
+    ap.add_argument("--only", help="run only the case of this name (its pictures are saved)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pictures", type=Path, default=Path("docs/roi"))
     ap.add_argument("--out", type=Path, default=Path("docs/bench/roi_bench.json"))
@@ -133,14 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     reg = default_registry()
     rows: list[dict[str, Any]] = []
-    for i, case in enumerate(CASES[: args.cases]):
+    cases = [c for c in CASES if c[0] == args.only] if args.only else CASES[: args.cases]
+    for i, case in enumerate(cases):
         row, (img, outs, spec) = run_case(case, args.preset, reg)
         rows.append(row)
         print(json.dumps(row), flush=True)
         if i == 0:
             save_pictures(args.pictures, img, outs, spec)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        cmd = f"python -m codec.evaluation.roi_bench --preset {args.preset} --cases {args.cases}"
+        which = f"--only {args.only}" if args.only else f"--cases {args.cases}"
+        cmd = f"python -m codec.evaluation.roi_bench --preset {args.preset} {which}"
         args.out.write_text(json.dumps({"command": cmd, "threads": args.threads, "rows": rows}, indent=1) + "\n")
     print(table(rows))
     return 0
