@@ -69,6 +69,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
             "UDIC_MAX_UPLOAD_BYTES": str(24 * 1024 * 1024),
             "UDIC_MAX_PIXELS": "12000000",
             "UDIC_JOB_RETRIES": "1",
+            "UDIC_SWEEP_INTERVAL_S": "1",  # the storage sweep runs while the tests watch
             "UDIC_MAX_ACTIVE_JOBS_PER_OWNER": "6",
             "UDIC_WEBHOOK_SECRET": "e2e-webhook-secret",
             "UDIC_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",

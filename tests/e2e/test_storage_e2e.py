@@ -148,3 +148,27 @@ def test_redis_restart_during_a_running_job_loses_no_stored_bitstream(
     data = c.download(job.id)
     assert data == (e2e.data / "storage" / "bitstreams" / f"{job.id}.udic").read_bytes()
     assert c.download(before.job.id) == before.bitstream
+
+
+def test_running_api_sweeps_periodically_and_never_adapters(e2e: E2EStack) -> None:
+    """Blobs that expire while the API runs are deleted without a restart (UDIC_SWEEP_INTERVAL_S=1
+    here), each deletion logged; adapters never are, however old."""
+    root = e2e.data / "storage"
+    for key in ("bitstreams/expired.udic", "bitstreams/fresh.udic", "domains/ancient-0123456789ab.pt"):
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_bytes(b"x")
+    for key, age in (("bitstreams/expired.udic", 8 * 24 * 3600), ("domains/ancient-0123456789ab.pt", 3e7)):
+        t = time.time() - age
+        os.utime(root / key, (t, t))
+    try:
+        deadline = time.monotonic() + 30
+        while (root / "bitstreams" / "expired.udic").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not (root / "bitstreams" / "expired.udic").exists(), "the running API never swept"
+        assert (root / "bitstreams" / "fresh.udic").exists()
+        assert (root / "domains" / "ancient-0123456789ab.pt").exists()
+    finally:  # not a real adapter: the other tests list the adapters
+        (root / "domains" / "ancient-0123456789ab.pt").unlink(missing_ok=True)
+        (root / "bitstreams" / "fresh.udic").unlink(missing_ok=True)
+    log = (e2e.data / "api.log").read_text()
+    assert '"key": "bitstreams/expired.udic", "reason": "retention"' in log  # each deletion logged
