@@ -30,6 +30,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from codec.datasets import datasets_root
+
 SIZES = ((1152, 864), (4032, 3024), (8000, 6000))
 WORK = Path("var/bench/large")
 
@@ -166,12 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ops", default="encode,decode")
     p.add_argument("--quality", type=float, default=3.0)
     p.add_argument("--whole-up-to", type=int, default=0, help="also run the single-tile path up to this many pixels")
-    p.add_argument(
-        "--kodak", type=Path, default=Path(os.environ.get("UDIC_DATASETS", "/work/shared/datasets")) / "kodak"
-    )
+    p.add_argument("--kodak", type=Path, help="the Kodak folder (default: the shared datasets' kodak/)")
     p.add_argument("--pixel-bound", metavar="WxH", help="only compare tiled and whole coding of that mosaic")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
+    if args.kodak is None:
+        root = datasets_root()
+        args.kodak = (root or Path("datasets")) / "kodak"
     if args.pixel_bound:
         w, h = (int(v) for v in args.pixel_bound.split("x"))
         WORK.mkdir(parents=True, exist_ok=True)
