@@ -10,6 +10,9 @@ Every budget returns a valid, verified bitstream, never worse in RD cost than th
 the final choice is made on *real* files (bytes and decoded pixels) among the plain encode, the
 refined latents alone and the refined latents with adapters. Optimisation may run on CUDA; the
 final entropy coding and the verification decode run in the canonical CPU mode.
+
+The model is seen through :mod:`codec.adaptation.backends` (the gained default model, or a
+CompressAI scale-only / mean-scale hyperprior), so the same stages serve every such architecture.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from codec.adaptation import stages
 from codec.adaptation.adapters import AdapterSpec, dequantised_omp, pack_adapters, pack_omp
+from codec.adaptation.backends import Adaptable, NotAdaptableError, adaptable
 from codec.adaptation.config import PRESETS, AdaptConfig
 from codec.bitstream import Field, Section
 from codec.coder import (
@@ -40,7 +44,6 @@ from codec.coder import (
 )
 from codec.determinism import best_device, bf16_is_fast, canonical_compute
 from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage
-from codec.models.gained import GainedMeanScaleHyperprior
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
 from codec.zoo.base import BaseModel
 from codec.zoo.errors import InvalidQualityError
@@ -115,14 +118,15 @@ class AdaptiveEncoder:
         registry: Registry,
         roi: np.ndarray | None = None,
     ):
-        if not isinstance(base.net, GainedMeanScaleHyperprior):
-            raise InvalidQualityError(
-                f"adaptive encoding supports the variable-rate models (like 'default'), not {base.name}"
-            )
         self.base, self.img, self.level, self.cfg = base, img, level, cfg
-        self.base_net: GainedMeanScaleHyperprior = base.net  # on the CPU: the final coding runs there
+        try:  # on the CPU: the final coding runs there
+            self.coder = adaptable(base.net, torch.tensor([level], dtype=torch.float32))
+        except NotAdaptableError as exc:
+            raise InvalidQualityError(f"{exc} (model {base.name})") from None
         self.device, self.progress, self.registry = device, progress, registry
         self.lmbda = base.lmbda_at(level)
+        if not self.lmbda > 0:
+            raise InvalidQualityError(f"model {base.name} has no training lambda to adapt for (a checkpoint: give one)")
         self.q = torch.tensor([level], dtype=torch.float32, device=device)
         self.x = pad_image(to_tensor(img.rgb)).to(device)
         self.h, self.w = img.height, img.width
@@ -136,9 +140,10 @@ class AdaptiveEncoder:
         # likelihoods' 1e-9 floor underflows in 16 bits), and the final coding is canonical fp32.
         self.amp = bool(cfg.amp and bf16_is_fast(device))
         self.net = self._optimisation_copy(base.net, device)
+        self.model: Adaptable = adaptable(self.net, self.q)  # what the stages optimise through
         torch.manual_seed(cfg.seed)
 
-    def _optimisation_copy(self, net: GainedMeanScaleHyperprior, device: torch.device) -> GainedMeanScaleHyperprior:
+    def _optimisation_copy(self, net: nn.Module, device: torch.device) -> nn.Module:
         """The model the stages optimise through: the base itself on a plain CPU run; a copy on CUDA,
         or in channels_last for CPU bf16 (oneDNN's fast layout), so the shared base model, which the
         canonical coding uses, is never changed."""
@@ -182,13 +187,9 @@ class AdaptiveEncoder:
         self, yg: Tensor, z: Tensor, extra_sections: dict[int, bytes] | None, extra_symbols: list[int] | None = None
     ) -> EncodeResult:
         """Entropy-code refined latents in canonical mode and verify by decoding."""
-        net = self.base_net
         yg, z = yg.detach().cpu(), z.detach().cpu()
-        q = torch.tensor([self.level], dtype=torch.float32)
         with canonical_compute():
-            out = net.compress_gained(yg, z, q)
-        strings = cast(list[list[bytes]], out["strings"])  # the model's dict is typed loosely
-        symbols = cast(list[Tensor], out["symbols"])
+            strings, symbols = self.coder.compress(yg, z)
         symbols = symbols + ([torch.tensor(extra_symbols, dtype=torch.int32)] if extra_symbols else [])
         extra: dict[int, bytes] = {Field.SYMBOLS_HASH: symbols_hash(symbols)}
         return _finish(
@@ -224,14 +225,13 @@ class AdaptiveEncoder:
         if cfg.latent != "none" and cfg.latent_iters > 0:
             t = time.monotonic()
             with torch.no_grad():
-                y0, z0 = self.net.analysis(self.x)
+                y0, z0 = self.model.analysis(self.x)
             yg, z = self.refine_latents(y0, z0)
             stage_s["latent-refinement"] = time.monotonic() - t
         else:
             with torch.no_grad():
-                y0, z0 = self.net.analysis(self.x)
-                gain, _ = self.net.gains(self.q)
-            yg, z = y0 * gain, z0
+                y0, z0 = self.model.analysis(self.x)
+                yg, z = self.model.coded(y0), z0
         if cfg.latent != "none" and cfg.latent_iters > 0:
             candidates["latents"] = self._code(yg, z, None)
         if cfg.decoder != "none" and cfg.decoder_iters > 0:

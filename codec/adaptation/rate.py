@@ -1,5 +1,8 @@
 """Rate terms (bits) of the hyperprior's entropy models, for optimisation, and the latents as they
-would really be coded (hard rounding), which the per-image refinement and the domain trainer share."""
+would really be coded (hard rounding), which the per-image refinement and the domain trainer share.
+
+Hard rounding and its bits work on any :class:`~codec.adaptation.backends.Adaptable` (the gained
+model, or a CompressAI scale-only / mean-scale hyperprior, whose means are zeros)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor
 
+from codec.adaptation.backends import Adaptable, GainedAdaptable
 from codec.models.gained import EntropyParams, GainedMeanScaleHyperprior
 
 
@@ -46,18 +50,26 @@ class HardLatents:
 
 
 @torch.no_grad()
-def hard_round(net: GainedMeanScaleHyperprior, yg: Tensor, z: Tensor, q: Tensor) -> HardLatents:
-    """What the decoder will see for gained ``yg`` and ``z`` at levels ``q``: z rounded around the
-    medians, y around the means the rounded z predicts (``compress_gained`` codes exactly these)."""
-    med = net.z_medians()
+def hard_latents(model: Adaptable, yc: Tensor, z: Tensor) -> HardLatents:
+    """What the decoder will see for coded-domain ``yc`` and ``z``: z rounded around the medians,
+    y around the means the rounded z predicts (``model.compress`` codes exactly these)."""
+    med = model.z_medians()
     z_hat = torch.round(z - med) + med
-    p = net.entropy_params(z_hat, q)
-    y_hat = torch.round(yg - p.means) + p.means
+    p = model.entropy_params(z_hat)
+    y_hat = torch.round(yc - p.means) + p.means
     return HardLatents(y_hat, z_hat, p)
 
 
 @torch.no_grad()
-def hard_bits(net: GainedMeanScaleHyperprior, hard: HardLatents) -> Tensor:
+def hard_round(net: GainedMeanScaleHyperprior, yg: Tensor, z: Tensor, q: Tensor) -> HardLatents:
+    """:func:`hard_latents` of the gained model at levels ``q`` (gained ``yg``)."""
+    return hard_latents(GainedAdaptable(net, q), yg, z)
+
+
+@torch.no_grad()
+def hard_bits(model: Adaptable, hard: HardLatents) -> Tensor:
     """Estimated bits of hard-rounded latents (the likelihoods; the real file adds only framing)."""
     p = hard.params
-    return y_bits(net.gaussian_conditional, hard.y_hat, p.scales, p.means) + z_bits(net.entropy_bottleneck, hard.z_hat)
+    return y_bits(model.gaussian_conditional, hard.y_hat, p.scales, p.means) + z_bits(
+        model.entropy_bottleneck, hard.z_hat
+    )

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from codec.adaptation.adapters import AdapterSpec, apply_adapter, as_stored, logistic_bits, split_params
 from codec.adaptation.loop import Schedule, deadline_after, optimise
-from codec.adaptation.rate import gaussian_nll_bits, hard_bits, hard_round, y_bits, z_bits
+from codec.adaptation.rate import gaussian_nll_bits, hard_bits, hard_latents, y_bits, z_bits
 from codec.adaptation.sga import sga_round, sga_temperature
 from codec.adaptation.synthesis import Hook, channels_after, default_adapter_positions, run_layers
 from codec.models.gained import ste_round
@@ -54,25 +54,24 @@ def _dropout_hyper_encoder(h_a: nn.Sequential, p: float) -> nn.Sequential:
 @torch.no_grad()
 def hard_loss(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> float:
     """Estimated RD cost of the latents as they would really be coded (the refinement keeps the best)."""
-    hard = hard_round(enc.net, yg, z, enc.q)
-    mse = enc.mse(enc.net.synthesize(hard.y_hat, hard.params.inv_gain))
-    return float(hard_bits(enc.net, hard) / enc.pixels + enc.lmbda * 255.0**2 * mse)
+    hard = hard_latents(enc.model, yg, z)
+    mse = enc.mse(enc.model.synthesize(hard.y_hat, hard.params))
+    return float(hard_bits(enc.model, hard) / enc.pixels + enc.lmbda * 255.0**2 * mse)
 
 
 def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
-    """Refined (gained y, z); returns the best iterate by its hard-rounded RD loss.
+    """Refined (coded-domain y, z: gained for gained models); returns the best iterate by its hard-rounded RD loss.
 
     The relaxed loss only estimates the real one, so the hard-rounded loss is checked ten times
     over the stage and at its end, and the best of those iterates (or the start) is returned.
     """
-    cfg, net = enc.cfg, enc.net
+    cfg, model = enc.cfg, enc.model
     total = cfg.latent_iters
-    gain, _ = net.gains(enc.q)
-    yg = (y0 * gain).detach().clone().requires_grad_(True)
+    yg = model.coded(y0).detach().clone().requires_grad_(True)
     z = z0.detach().clone().requires_grad_(cfg.latent != "blr")
     opt = torch.optim.Adam([yg] + ([z] if cfg.latent != "blr" else []), lr=cfg.latent_lr)
-    med = net.z_medians()
-    drop_h_a = _dropout_hyper_encoder(net.h_a, cfg.dr_dropout).train() if cfg.latent == "dr" else None
+    med = model.z_medians()
+    drop_h_a = _dropout_hyper_encoder(model.h_a, cfg.dr_dropout).train() if cfg.latent == "dr" else None
     budget = enc.clock.share_left(cfg.latent_iters / max(1, cfg.latent_iters + cfg.decoder_iters))
     best = (hard_loss(enc, yg, z), yg.detach().clone(), z.detach().clone())
     enc.curve.append(("latent-hard", 0, enc.clock.elapsed(), best[0]))
@@ -80,7 +79,7 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
     if cfg.latent == "blr":  # z, and so the entropy parameters, do not change
         with torch.no_grad():
             z_fixed = torch.round(z - med) + med
-            fixed = (z_fixed, net.entropy_params(z_fixed, enc.q))
+            fixed = (z_fixed, model.entropy_params(z_fixed))
     check_every = max(1, total // 10)
     last: dict[str, Tensor] = {}
 
@@ -90,15 +89,15 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
             z_t, p = fixed
         else:
             z_t = sga_round(z - med, tau) + med
-            p = net.entropy_params(z_t, enc.q)
+            p = model.entropy_params(z_t)
         y_t = sga_round(yg - p.means, tau) + p.means
-        bits = y_bits(net.gaussian_conditional, y_t, p.scales, p.means) + z_bits(net.entropy_bottleneck, z_t)
+        bits = y_bits(model.gaussian_conditional, y_t, p.scales, p.means) + z_bits(model.entropy_bottleneck, z_t)
         with enc.autocast():
-            x_hat = net.synthesize(y_t, p.inv_gain)
+            x_hat = model.synthesize(y_t, p)
         mse = enc.mse(x_hat)
         loss = bits / enc.pixels + enc.lmbda * 255.0**2 * mse
         if drop_h_a is not None:
-            samples = drop_h_a((yg / gain).expand(cfg.dr_samples, -1, -1, -1))
+            samples = drop_h_a(model.hyper_input(yg).expand(cfg.dr_samples, -1, -1, -1))
             post_mean, post_var = samples.mean(0, keepdim=True), samples.var(0, keepdim=True)
             loss = loss + cfg.dr_beta * gaussian_nll_bits(z_t, post_mean, post_var) / enc.pixels
         last["bits"], last["mse"] = bits, mse
@@ -128,16 +127,16 @@ def train_adapters(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[list[Ad
 
     The synthesis up to the first adapter does not depend on the weights: it runs once, not per step.
     """
-    cfg, g_s = enc.cfg, enc.net.g_s
+    cfg, g_s = enc.cfg, enc.model.g_s
     delta = as_stored(cfg.delta)  # exactly what the decoder will multiply by
     prior_scale = as_stored(cfg.prior_scale)
     positions = cfg.adapter_positions or default_adapter_positions(g_s)
     specs = [AdapterSpec(p, channels_after(g_s, p), cfg.adapter_rank) for p in sorted(positions)]
-    hard = hard_round(enc.net, yg, z, enc.q)
-    latent_bits = float(hard_bits(enc.net, hard))  # fixed in this stage: reported with the adapter bits
+    hard = hard_latents(enc.model, yg, z)
+    latent_bits = float(hard_bits(enc.model, hard))  # fixed in this stage: reported with the adapter bits
     first = specs[0].position
     with torch.no_grad():
-        feat = run_layers(g_s, hard.y_hat * hard.params.inv_gain, 0, first + 1)
+        feat = run_layers(g_s, enc.model.synthesis_input(hard.y_hat, hard.params), 0, first + 1)
     n = sum(s.size for s in specs)
     w = (torch.randn(n, device=enc.device) * cfg.adapter_init_std).requires_grad_(True)
     opt = torch.optim.Adam([w], lr=cfg.decoder_lr)
@@ -174,11 +173,11 @@ def train_omp(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[int, Tensor]
     As in the OMP baseline the multipliers cost no modelled bits; like the other stages they stop
     at the time budget and on a flat loss.
     """
-    cfg, g_s = enc.cfg, enc.net.g_s
+    cfg, g_s = enc.cfg, enc.model.g_s
     position = (cfg.adapter_positions or default_adapter_positions(g_s))[0]
-    hard = hard_round(enc.net, yg, z, enc.q)
+    hard = hard_latents(enc.model, yg, z)
     with torch.no_grad():
-        feat = run_layers(g_s, hard.y_hat * hard.params.inv_gain, 0, position + 1)
+        feat = run_layers(g_s, enc.model.synthesis_input(hard.y_hat, hard.params), 0, position + 1)
     scale = torch.ones(1, feat.shape[1], 1, 1, device=enc.device, requires_grad=True)
     opt = torch.optim.Adam([scale], lr=cfg.decoder_lr)
     total = cfg.decoder_iters

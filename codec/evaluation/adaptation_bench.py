@@ -81,7 +81,7 @@ def run_image(
         enc = AdaptiveEncoder(base, img, level, cfg, best_device(), no_progress, reg)
         t = time.perf_counter()
         with torch.no_grad():
-            y0, z0 = enc.net.analysis(enc.x)
+            y0, z0 = enc.model.analysis(enc.x)
         yg, z = enc.refine_latents(y0, z0)
         latent_s = time.perf_counter() - t
         res = enc._code(yg, z, None)

@@ -37,7 +37,7 @@ def adapted_file(img: CodecImage, model: str, quality: float) -> bytes | None:
     cfg = PRESETS["fast"]
     enc = AdaptiveEncoder(base, img, base.level_for(quality), cfg, torch.device("cpu"), no_progress, reg)
     with torch.no_grad():
-        y0, z0 = enc.net.analysis(enc.x)
+        y0, z0 = enc.model.analysis(enc.x)
     out = enc.adapters_file(*enc.refine_latents(y0, z0))
     return None if out is None else out.data
 
