@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from codec.adaptation.backends import is_adaptable
 from codec.domains.store import UnknownDomainError
 from codec.rate_control import InvalidTargetError, RateTarget
 from codec.zoo import ModelError
@@ -76,9 +77,14 @@ def _check_payload(opts: EncodePayload, owner: str) -> None:
         if rec_d is None or (owner != ANONYMOUS and rec_d.owner != owner):
             raise ProblemError(422, "unknown-domain", "Invalid encode options", f"no domain adapter {opts.domain!r}")
     try:
-        base, _ = registry().resolve(opts.model, opts.quality, opts.lmbda)
-        if opts.adaptation != "none" and not base.variable_rate:
-            raise ModelError(f"adaptation works with the variable-rate models (like 'default'), not {opts.model}")
+        base, level = registry().resolve(opts.model, opts.quality, opts.lmbda)
+        if opts.adaptation != "none" and not is_adaptable(base.net):
+            raise ModelError(
+                f"adaptation works with the variable-rate models (like 'default') and the "
+                f"bmshj2018-hyperprior / mbt2018-mean architectures, not {opts.model}"
+            )
+        if opts.adaptation != "none" and not base.lmbda_at(level) > 0:
+            raise ModelError(f"model {opts.model} has no training lambda to adapt for")
         targeted = (opts.target_bytes, opts.target_bpp, opts.target_psnr) != (None, None, None)
         if targeted and not base.variable_rate:
             raise InvalidTargetError(f"a target needs a variable-rate model (like 'default'), not {opts.model}")
