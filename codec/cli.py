@@ -47,6 +47,15 @@ def _register_checkpoints(specs: Sequence[str]) -> None:
         register_checkpoint(entry.name, entry.path, entry.arch)
 
 
+def _register_user_models() -> None:
+    """The models kept by ``udic models add`` (a changed file is skipped, and said so)."""
+    from codec.zoo import default_registry
+    from codec.zoo.user_models import register_user_models
+
+    for name in register_user_models(default_registry()):
+        print(f"udic: warning: model {name}'s checkpoint changed since it was added; not used", file=sys.stderr)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -269,8 +278,21 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_add(args: argparse.Namespace) -> int:
+    """``udic models add NAME PATH --arch ARCH``: check the checkpoint codes, then keep it."""
+    from codec.zoo.user_models import add_model
+
+    entry = add_model(args.name, Path(args.path), args.arch, args.lmbda)
+    print(f"added {entry.name}: {entry.arch or 'gained checkpoint'}, weights hash {entry.weights_hash}")
+    print(f"  for a service: UDIC_CHECKPOINTS={entry.service_entry()}")
+    if entry.arch and entry.lmbda is None:
+        print("  note: no --lambda, so it codes but cannot adapt (--adapt needs the training lambda)")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from codec.zoo import ModelError, default_registry
+    from codec.zoo.registry import ZOO_MODELS
 
     reg = default_registry()
     for name in reg.names():
@@ -280,6 +302,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         except ModelError as exc:
             print(f"{name:24s} unavailable: {exc}")
             continue
+        if m is None and name not in ZOO_MODELS:  # a checkpoint: it is local, so load it
+            try:
+                m = reg.get(name)
+            except ModelError as exc:
+                print(f"{name:24s} unavailable: {exc}")
+                continue
         if m is None:
             print(f"{name:24s} (CompressAI zoo; downloads on first use)")
         else:
@@ -376,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the models this installation knows")
     m.add_argument("--load-all", action="store_true", help="also try to load zoo models (needs their weights)")
     m.set_defaults(func=cmd_models)
+    ma = m.add_subparsers(dest="models_command").add_parser(
+        "add", help="keep a checkpoint as a model, after checking that it codes a test image"
+    )
+    ma.add_argument("name", help="the name bitstreams and -m will use")
+    ma.add_argument("path", help="the checkpoint file (a state dict of --arch, or a gained training checkpoint)")
+    ma.add_argument("--arch", help="its CompressAI architecture, e.g. mbt2018-mean or bmshj2018-hyperprior")
+    ma.add_argument("--lambda", dest="lmbda", type=float, help="the lambda it was trained for (needed by --adapt)")
+    ma.set_defaults(func=cmd_models_add)
     return p
 
 
@@ -396,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from codec.zoo import ModelError
 
     try:
+        _register_user_models()
         _register_checkpoints(args.checkpoint)
         return int(args.func(args))
     except CliError as exc:

@@ -103,8 +103,11 @@ def load_zoo(name: str, quality: int) -> BaseModel:
     )
 
 
-def load_checkpoint(path: Path, name: str, arch: str | None) -> BaseModel:
-    """A checkpoint file: the gained model when it carries a config, else ``arch``'s state dict."""
+def load_checkpoint(path: Path, name: str, arch: str | None, lmbda: float | None = None) -> BaseModel:
+    """A checkpoint file: the gained model when it carries a config, else ``arch``'s state dict.
+
+    ``lmbda``: the lambda a state dict was trained for (it does not say), which the adaptive encode
+    optimises for; without it such a checkpoint codes, but does not adapt."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
@@ -118,11 +121,15 @@ def load_checkpoint(path: Path, name: str, arch: str | None) -> BaseModel:
     sd = state.get("state_dict", state) if isinstance(state, dict) else state
     try:
         net = _zoo_archs[arch].from_state_dict(sd)
-    except Exception as exc:
-        raise ModelError(f"checkpoint {path} does not fit architecture {arch} ({exc})") from None
+    except Exception as exc:  # torch lists every mismatch on its own line: the first says enough (one line)
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+        more = f", and {len(lines) - 2} more" if len(lines) > 2 else ""
+        raise ModelError(f"checkpoint {path} does not fit architecture {arch} ({detail}{more})") from None
     net.update(force=True)
     net.eval().requires_grad_(False)
-    return BaseModel(name, net, weights_hash(net), False, (1.0, 1.0), (0.0,), f"{arch} checkpoint {path.name}")
+    lambdas = (float(lmbda) if lmbda else 0.0,)
+    return BaseModel(name, net, weights_hash(net), False, (1.0, 1.0), lambdas, f"{arch} checkpoint {path.name}")
 
 
 def _gained_checkpoint(path: Path, name: str, state: dict[str, Any]) -> BaseModel:

@@ -88,6 +88,7 @@ class CheckpointSpec:
     name: str
     path: Path
     arch: str | None = None
+    lmbda: float | None = None  # the training lambda of a state dict (``udic models add --lambda``)
 
 
 def parse_checkpoint(item: str) -> CheckpointSpec:
@@ -130,7 +131,7 @@ class Registry:
         self._checkpoints: dict[str, CheckpointSpec] = {}
         self._lock = threading.Lock()
         for spec in checkpoints:
-            self.register_checkpoint(spec.name, spec.path, spec.arch)
+            self.register_checkpoint(spec.name, spec.path, spec.arch, spec.lmbda)
 
     @property
     def capacity(self) -> int:
@@ -140,12 +141,12 @@ class Registry:
         with self._lock:
             return [DEFAULT_MODEL, *self.previous.names(), *ZOO_MODELS, *sorted(self._checkpoints)]
 
-    def register_checkpoint(self, name: str, path: Path, arch: str | None = None) -> None:
+    def register_checkpoint(self, name: str, path: Path, arch: str | None = None, lmbda: float | None = None) -> None:
         """Name a checkpoint file; a model already loaded under that name is forgotten."""
         if name == DEFAULT_MODEL or name.startswith(f"{DEFAULT_MODEL}@") or name in ZOO_MODELS:
             raise ModelError(f"{name} is a built-in model name")
         with self._lock:
-            self._checkpoints[name] = CheckpointSpec(name, Path(path), arch)
+            self._checkpoints[name] = CheckpointSpec(name, Path(path), arch, lmbda)
         self._cache.discard_where(lambda key: key[0] == name)
 
     def get(self, name: str, quality: int | None = None) -> BaseModel:
@@ -239,7 +240,7 @@ class Registry:
         with self._lock:
             spec = self._checkpoints.get(name)
         if spec is not None:
-            return load_checkpoint(spec.path, name, spec.arch)
+            return load_checkpoint(spec.path, name, spec.arch, spec.lmbda)
         raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(self.names())}")
 
 
@@ -271,6 +272,6 @@ def default_registry() -> Registry:
     return shared_registry()
 
 
-def register_checkpoint(name: str, path: str | Path, arch: str | None = None) -> None:
+def register_checkpoint(name: str, path: str | Path, arch: str | None = None, lmbda: float | None = None) -> None:
     """Register a checkpoint with :func:`default_registry` (what ``udic --checkpoint`` does)."""
-    default_registry().register_checkpoint(name, Path(path), arch)
+    default_registry().register_checkpoint(name, Path(path), arch, lmbda)
