@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 FAILURE_CALLBACK = "worker.tasks.on_job_failure"
+# encode options added after records were first stored: left out of the stored options while unused
+LATER_OPTIONS = ("target_bytes", "target_bpp", "target_psnr", "roi")
 
 
 class EncodePayload(BaseModel):
@@ -34,6 +36,13 @@ class EncodePayload(BaseModel):
     target_psnr: float | None = None
     roi: str | None = None  # a region of interest as codec.roi.RoiSpec.to_json() writes it
     kind: Literal["encode"] = "encode"
+
+    @model_serializer(mode="wrap")
+    def _without_unused_later_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Options added later are dumped only when used, so a job without them stores (and an
+        Idempotency-Key fingerprints) exactly what it did before they existed."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if not (k in LATER_OPTIONS and v is None)}
 
 
 class DomainPayload(BaseModel):
