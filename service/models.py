@@ -24,6 +24,9 @@ class JobOptions(BaseModel):
     )
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for the encode")
     domain: str | None = Field(None, description="a trained domain adapter id, or 'auto'")
+    target_bytes: int | None = Field(None, description="file size asked for instead of a quality")
+    target_bpp: float | None = Field(None, description="bits per pixel asked for instead of a quality")
+    target_psnr: float | None = Field(None, description="PSNR (dB, at least) asked for instead of a quality")
     kind: Literal["encode", "domain"] = "encode"
 
 

@@ -31,6 +31,7 @@ def test_target_bytes_through_the_api(e2e: E2EStack, small_png: bytes) -> None:
     assert m.bytes == len(result.bitstream) == m.target.reached
     assert 0.97 * target <= m.bytes <= target
     assert (m.target.kind, m.target.status, m.target.met) == ("bytes", "reached", True)
+    assert result.job.options["target_bytes"] == target and result.job.options["quality"] is None
     assert 1 <= m.target.probes <= 8 and m.quality == pytest.approx(m.target.level + 1, abs=1e-4)
     assert decode_image(result.bitstream).rgb.shape == (192, 256, 3)
     # unreachable: the closest file, flagged, not a failure
