@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         action="append",
         default=[],
-        metavar="NAME=PATH[@ARCH]",
+        metavar="NAME=PATH[@ARCH[@LAMBDA]]",
         help="register a local checkpoint as a model",
     )
     sub = p.add_subparsers(dest="command", required=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codec.zoo import ModelError, Registry
+from codec.zoo import CheckpointSpec, ModelError, Registry, parse_checkpoint
 from codec.zoo.user_models import add_model, read_models, register_user_models, remove_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def test_cli_add_then_adaptive_encode_and_decode_only_with_the_same_weights(tmp_
     _state_dict(tmp_path / "m.pth")
     added = _udic(tmp_path, "models", "add", "mine", "m.pth", "--arch", "mbt2018-mean", "--lambda", "0.025")
     assert added.returncode == 0, added.stderr
-    assert f"UDIC_CHECKPOINTS=mine={tmp_path / 'm.pth'}@mbt2018-mean" in added.stdout
+    assert f"UDIC_CHECKPOINTS=mine={tmp_path / 'm.pth'}@mbt2018-mean@0.025" in added.stdout
     enc = _udic(tmp_path, "encode", "c.png", "-m", "mine", "--adapt", "fast", "--time-budget", "6", "-o", "c.udic")
     assert enc.returncode == 0 and "adaptation: chose" in enc.stdout, enc.stderr
     assert _udic(tmp_path, "decode", "c.udic", "-o", "d.png").returncode == 0
@@ -76,3 +76,13 @@ def test_cli_add_then_adaptive_encode_and_decode_only_with_the_same_weights(tmp_
     dec = _udic(tmp_path, "decode", "c.udic", "-o", "e.png")
     assert dec.returncode == 3 and "changed since it was added" in dec.stderr
     assert dec.stderr.strip().splitlines()[-1].startswith("udic: error:")
+
+
+def test_checkpoint_entries_may_carry_the_training_lambda() -> None:
+    """``NAME=PATH@ARCH@LAMBDA`` (what ``udic models add`` prints for UDIC_CHECKPOINTS)."""
+    assert parse_checkpoint("a=/m/a.pth@mbt2018-mean@0.013") == CheckpointSpec(
+        "a", Path("/m/a.pth"), "mbt2018-mean", 0.013
+    )
+    assert parse_checkpoint("a=/m/a.pth@mbt2018-mean").lmbda is None
+    with pytest.raises(ModelError, match="not a number"):
+        parse_checkpoint("a=/m/a.pth@mbt2018-mean@high")

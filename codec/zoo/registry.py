@@ -92,16 +92,22 @@ class CheckpointSpec:
 
 
 def parse_checkpoint(item: str) -> CheckpointSpec:
-    """``NAME=PATH[@ARCH]``, or ``PATH[@ARCH]`` named by the file's stem.
+    """``NAME=PATH[@ARCH[@LAMBDA]]``, or ``PATH[@ARCH[@LAMBDA]]`` named by the file's stem.
 
     The architecture follows ``@``, not ``:``, because ``:`` separates the entries of a list
-    (:func:`parse_checkpoints`) and may occur in a path on other systems.
+    (:func:`parse_checkpoints`) and may occur in a path on other systems. ``LAMBDA`` is the
+    training lambda of a state dict (what the adaptive encode optimises for).
     """
     name, sep, rest = item.partition("=")
     if not sep:
         name, rest = "", item
     path, _, arch = rest.partition("@")
-    return CheckpointSpec(name or Path(path).stem, Path(path), arch or None)
+    arch, _, lam = arch.partition("@")
+    try:
+        lmbda = float(lam) if lam else None
+    except ValueError:
+        raise ModelError(f"checkpoint entry {item!r}: the lambda after the second @ is not a number") from None
+    return CheckpointSpec(name or Path(path).stem, Path(path), arch or None, lmbda)
 
 
 def parse_checkpoints(spec: str) -> list[CheckpointSpec]:

@@ -46,7 +46,8 @@ class UserModel:
 
     def service_entry(self) -> str:
         """This model as one ``UDIC_CHECKPOINTS`` entry."""
-        return f"{self.name}={self.path}" + (f"@{self.arch}" if self.arch else "")
+        entry = f"{self.name}={self.path}" + (f"@{self.arch}" if self.arch else "")
+        return entry + (f"@{self.lmbda:g}" if self.arch and self.lmbda else "")
 
 
 def file_sha256(path: Path) -> str:

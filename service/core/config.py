@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     # --- models: the loaded-model cache of each process (API and worker), extra checkpoints
     decode_cache_models: int = Field(4, gt=0)
     checkpoints: str = Field(
-        "", description="extra models, NAME=PATH[@ARCH] entries separated by ':' (codec.zoo.parse_checkpoints)"
+        "",
+        description="extra models, NAME=PATH[@ARCH[@LAMBDA]] entries separated by ':' (codec.zoo.parse_checkpoints)",
     )
 
     # --- decoding in the API (service/decoding.py): two lanes of decoder processes by padded pixel count
