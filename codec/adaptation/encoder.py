@@ -220,6 +220,10 @@ class AdaptiveEncoder:
         stage_s: dict[str, float] = {}
         t = time.monotonic()
         plain = encode_resolved(self.base, self.img, self.level, self.registry)
+        # The plain encode may build and cache a decoder (a domain model's first use draws random
+        # initial weights before loading them): seed here, so the optimisation's random draws, and
+        # with them the bytes, are the same whether or not this process has coded with it before.
+        torch.manual_seed(cfg.seed)
         stage_s["plain"] = time.monotonic() - t
         candidates = {"plain": plain}
         if cfg.latent != "none" and cfg.latent_iters > 0:
