@@ -21,9 +21,9 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from codec.evaluation.same_size import SAME_SIZE_CODECS, SameSizeResult, code_at_size, finite
-from codec.imageio import ImageInputError, load_image
 from service.api.deps import OwnerDep, ResourcesDep
 from service.api.problems import problems
+from service.api.uploads import load_upload
 from service.core.config import Settings
 from service.core.errors import ProblemError
 from service.decoding import PNG_LEVEL
@@ -61,13 +61,7 @@ def _png_data_url(result: SameSizeResult) -> str:
 
 def _compare(data: bytes, codec: CompareCodec, target_bytes: int, max_pixels: int, compare_max: int) -> CompareResult:
     """Load, check and code the image (CPU work: run it in a thread)."""
-    if not data:
-        raise ProblemError(422, "invalid-image", "Empty upload", "the uploaded file has no bytes")
-    try:
-        img = load_image(data, max_pixels=max_pixels)
-    except ImageInputError as exc:
-        title = "Image too large" if exc.kind == "image-too-large" else "Not a usable image"
-        raise ProblemError(422, exc.kind, title, str(exc)) from None
+    img = load_upload(data, max_pixels)
     if img.width * img.height > compare_max:
         raise ProblemError(
             422,
