@@ -8,7 +8,7 @@ latents for a pixel of the synthesis). Each transform therefore runs tile by til
 that adds a *halo* of ``halo`` latents on every side of the tile; only the tile's centre is kept.
 With a halo at least that reach, every kept value is computed from exactly the inputs the whole
 image gives it: tiled and whole coding agree up to float rounding of the convolutions (measured
-in ``tests/test_tiling.py`` and docs/readme/tiling.md).
+in ``tests/test_tiling.py`` and docs/guide/tiling.md).
 
 What is *not* tiled: the latents y and z and their entropy coding. They are 1/256 of the pixels
 (128 channels of y at 1/16 resolution: ~2 bytes of float per image pixel), so at the 50 Mpixel

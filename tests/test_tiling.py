@@ -2,7 +2,7 @@
 and the settings that choose it.
 
 Small images with small tiles (64 pixels, halo 32) so that many tile borders are crossed quickly;
-the policy's threshold is set to 0 to tile them. The stated bound (docs/readme/tiling.md): the
+the policy's threshold is set to 0 to tile them. The stated bound (docs/guide/tiling.md): the
 latents, so the Y and Z sections, are identical; the pixels of a tiled decode differ from the
 whole-image decode by at most one level, at no more than 0.1 % of the pixels."""
 
