@@ -11,6 +11,8 @@ Loaders know nothing of names or caching (:mod:`codec.zoo.registry` does that).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -88,8 +90,9 @@ def load_zoo(name: str, quality: int) -> BaseModel:
     if not (lo <= quality <= hi):
         raise InvalidQualityError(f"quality must be between {lo} and {hi} for model {name}, got {quality}")
     fn = getattr(cz, name.replace("-", "_"))
-    try:
-        net = fn(quality=quality, metric="mse", pretrained=True, progress=False)
+    try:  # torch.hub writes 'Downloading: ...' to *stdout* even with progress off (stdout may be a bitstream)
+        with contextlib.redirect_stdout(io.StringIO()):
+            net = fn(quality=quality, metric="mse", pretrained=True, progress=False)
     except Exception as exc:  # URLError, HTTPError, socket errors, ...
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise ModelUnavailableError(
