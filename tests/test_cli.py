@@ -114,3 +114,12 @@ def test_eval_with_a_missing_checkpoint_is_one_line_and_exit_3(tmp_path: Path) -
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("udic eval: error: ") and "gone.pt is missing" in lines[0]
     assert not (tmp_path / "ev").exists()  # refused before any work
+
+
+def test_eval_with_one_quality_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """One quality makes no curve to integrate a BD-rate over (it was a traceback from bd.py)."""
+    proc = udic("eval", "--domains", "kodak", "--images", "1", "--qualities", "3", "--out", tmp_path / "ev")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("udic eval: error: ") and "two --qualities" in lines[0]
+    assert not (tmp_path / "ev").exists()

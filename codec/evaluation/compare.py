@@ -348,6 +348,9 @@ def _domain_summary(domain: str, rows: list[dict[str, object]], anchor: str, arg
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if len(set(args.qualities)) < 2:  # a BD-rate integrates between curves: one point is no curve
+        print("udic eval: error: give at least two --qualities (BD-rates need a curve)", file=sys.stderr)
+        return 2
     for spec in args.checkpoint:
         entry = parse_checkpoint(spec)
         register_checkpoint(entry.name, entry.path, entry.arch)
