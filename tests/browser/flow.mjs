@@ -81,12 +81,15 @@ async function encodeFlow(page) {
   await page.locator("#encode").focus();
   await page.keyboard.press("Enter");
   step("live progress: stage, iteration and a growing chart");
-  await page.locator("#progress-text").filter({ hasText: /iteration \d+ of \d+/ }).waitFor({ timeout: 240000 });
-  await page.waitForFunction(() => document.querySelector("#progress-text").textContent.includes("dB"), null, { timeout: 240000 });
+  // keep the text the moment it shows an iteration and the estimate: a fast encode is over soon after
+  const live = await page.waitForFunction(() => {
+    const text = document.querySelector("#progress-text").textContent;
+    return /iteration \d+ of \d+/.test(text) && text.includes("dB") ? text : null;
+  }, null, { timeout: 240000, polling: 50 });
+  result.progress_text = await live.jsonValue();
   // a chart with a few points, unless the encode is already over
   await page.waitForFunction(() => Number(document.querySelector("#chart").dataset.points || 0) >= 8 ||
     !document.querySelector("#result-section").hidden, null, { timeout: 480000 });
-  result.progress_text = await page.locator("#progress-text").textContent();
   await shot(page, "03-progress.png");
   await page.locator("#result-section").waitFor({ state: "visible", timeout: 480000 });
   await page.waitForFunction(() => document.querySelector("#img-right").naturalWidth > 0);
