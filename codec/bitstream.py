@@ -78,6 +78,7 @@ class Field(IntEnum):
     COLOR = 0x84  # u8: 0 RGB, 1 grayscale source; alpha is a section
     DOMAIN_ID = 0x85  # utf-8 id of the domain adapter the decoder must apply (codec.domains)
     DOMAIN_HASH = 0x86  # 8 bytes, hash of that adapter's decoder-side weights
+    QSTEP_Y = 0x87  # i8 k: y coded with quantisation step 2**(k/16), |k| <= 48 (codec.adaptation.qstep)
 
 
 class Section(IntEnum):

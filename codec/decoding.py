@@ -51,6 +51,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from codec.adaptation.decoding import adapter_maps, run_folded
+from codec.adaptation.qstep import with_steps
 from codec.bitstream import BitstreamError, BitstreamTooLargeError, Container, Field, Section
 from codec.determinism import CANONICAL_DEVICE, best_device, canonical_compute
 from codec.entropy_chunks import decompress_grouped
@@ -356,6 +357,7 @@ def decode_image(
     w, h = c.image_size()
     shape = check_claimed_size(w, h, max_pixels)
     base, level = resolve_model(c, reg)
+    base = with_steps(base, c)  # a file coded with a quantisation step (none: base itself)
     check_z_floor(base.net, c, shape)
     TileLayout.from_container(c)  # a corrupt layout is refused before any entropy decoding
     alpha = _alpha_from_payload(c.sections[Section.ALPHA], w, h) if Section.ALPHA in c.sections else None

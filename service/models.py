@@ -10,7 +10,7 @@ from codec.adaptation.config import PRESET_NAMES
 
 JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
 #: spelled out for the OpenAPI document and the type checker; a test holds it equal to PRESET_NAMES
-Adaptation = Literal["none", "fast", "balanced", "paper", "max"]
+Adaptation = Literal["none", "fast", "fast+qstep", "balanced", "paper", "max"]
 ADAPTATIONS: tuple[str, ...] = PRESET_NAMES
 
 
@@ -20,7 +20,10 @@ class JobOptions(BaseModel):
     lmbda: float | None = Field(None, description="rate-distortion lambda instead of a quality (variable-rate models)")
     adaptation: Adaptation = Field(
         "none",
-        description="content adaptation preset: none (fast, plain), fast, balanced, paper (001's 2000+500 steps), max",
+        description=(
+            "content adaptation preset: none (fast, plain), fast, fast+qstep (fast with a per-image quantisation "
+            "step), balanced, paper (001's 2000+500 steps), max"
+        ),
     )
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for the encode")
     domain: str | None = Field(None, description="a trained domain adapter id, or 'auto'")

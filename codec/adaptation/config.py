@@ -34,6 +34,9 @@ class AdaptConfig:
     time_budget_s: float | None = None
     early_stop_patience: int = 0  # iterations without relative improvement > tol; 0 = off
     early_stop_tol: float = 1e-3
+    qstep: bool = False  # optimise a per-image y quantisation step with the latents (seed 003; codec.adaptation.qstep)
+    qstep_lr: float = 1e-2  # Adam learning rate of log2 of that step
+    lmbda: float | None = None  # RD lambda of the refinement; None: the level's own (beyond the levels: with qstep)
     amp: bool = True  # bf16 autocast of the synthesis where the device runs bf16 natively (rates stay fp32)
     seed: int = 0
 
@@ -47,6 +50,15 @@ PRESETS: dict[str, AdaptConfig] = {
     "none": AdaptConfig(latent="none", latent_iters=0, decoder="none", decoder_iters=0),
     "fast": AdaptConfig(
         latent="sga", latent_iters=250, latent_lr=5e-3, decoder="adapters", decoder_iters=100, decoder_lr=5e-3
+    ),
+    "fast+qstep": AdaptConfig(
+        latent="sga",
+        latent_iters=250,
+        latent_lr=5e-3,
+        decoder="adapters",
+        decoder_iters=100,
+        decoder_lr=5e-3,
+        qstep=True,
     ),
     "balanced": AdaptConfig(
         latent="dr", latent_iters=600, latent_lr=3e-3, decoder="adapters", decoder_iters=200, decoder_lr=3e-3

@@ -31,6 +31,7 @@ from codec.adaptation import stages
 from codec.adaptation.adapters import AdapterSpec, dequantised_omp, pack_adapters, pack_omp
 from codec.adaptation.backends import Adaptable, NotAdaptableError, adaptable
 from codec.adaptation.config import PRESETS, AdaptConfig
+from codec.adaptation.qstep import QSteps, require_steppable, stepped_net
 from codec.bitstream import Field, Section
 from codec.coder import (
     EncodeResult,
@@ -124,7 +125,10 @@ class AdaptiveEncoder:
         except NotAdaptableError as exc:
             raise InvalidQualityError(f"{exc} (model {base.name})") from None
         self.device, self.progress, self.registry = device, progress, registry
-        self.lmbda = base.lmbda_at(level)
+        self.lmbda = cfg.lmbda if cfg.lmbda is not None else base.lmbda_at(level)
+        if cfg.qstep:
+            require_steppable(base)
+        self.steps = QSteps()  # the quantisation step the latents are coded with (codec.adaptation.qstep)
         if not self.lmbda > 0:
             raise InvalidQualityError(f"model {base.name} has no training lambda to adapt for (a checkpoint: give one)")
         self.q = torch.tensor([level], dtype=torch.float32, device=device)
@@ -151,6 +155,13 @@ class AdaptiveEncoder:
             return net
         copied = copy.deepcopy(net).to(device)
         return copied.to(memory_format=torch.channels_last) if self.amp else copied
+
+    def use_steps(self, steps: QSteps) -> None:
+        """Code from now on with ``steps`` (set by the refinement): the models the later stages and
+        the final coding see are the stepped ones, so they need nothing else."""
+        self.steps = steps
+        self.model = adaptable(stepped_net(self.net, steps), self.q)
+        self.coder = adaptable(stepped_net(self.base.net, steps), torch.tensor([self.level], dtype=torch.float32))
 
     # --- shared pieces (the trainers of codec.adaptation.stages use them) -------------
     def mse(self, x_hat: Tensor) -> Tensor:
@@ -191,7 +202,7 @@ class AdaptiveEncoder:
         with canonical_compute():
             strings, symbols = self.coder.compress(yg, z)
         symbols = symbols + ([torch.tensor(extra_symbols, dtype=torch.int32)] if extra_symbols else [])
-        extra: dict[int, bytes] = {Field.SYMBOLS_HASH: symbols_hash(symbols)}
+        extra: dict[int, bytes] = {Field.SYMBOLS_HASH: symbols_hash(symbols), **self.steps.to_fields()}
         return _finish(
             self.base,
             self.img,

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from codec.adaptation.adapters import AdapterSpec, apply_adapter, as_stored, logistic_bits, split_params
 from codec.adaptation.loop import Schedule, deadline_after, optimise
+from codec.adaptation.qstep import StepSearch
 from codec.adaptation.rate import gaussian_nll_bits, hard_bits, hard_latents, y_bits, z_bits
 from codec.adaptation.sga import sga_round, sga_temperature
 from codec.adaptation.synthesis import Hook, channels_after, default_adapter_positions, run_layers
@@ -52,11 +53,13 @@ def _dropout_hyper_encoder(h_a: nn.Sequential, p: float) -> nn.Sequential:
 
 
 @torch.no_grad()
-def hard_loss(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> float:
-    """Estimated RD cost of the latents as they would really be coded (the refinement keeps the best)."""
-    hard = hard_latents(enc.model, yg, z)
-    mse = enc.mse(enc.model.synthesize(hard.y_hat, hard.params))
-    return float(hard_bits(enc.model, hard) / enc.pixels + enc.lmbda * 255.0**2 * mse)
+def hard_loss(enc: AdaptiveEncoder, yg: Tensor, z: Tensor, steps: StepSearch | None = None) -> float:
+    """Estimated RD cost of the latents as they would really be coded (the refinement keeps the best);
+    with ``steps``, coded with its current quantisation step."""
+    model, yc = (enc.model, yg) if steps is None else steps.hard(yg)
+    hard = hard_latents(model, yc, z)
+    mse = enc.mse(model.synthesize(hard.y_hat, hard.params))
+    return float(hard_bits(model, hard) / enc.pixels + enc.lmbda * 255.0**2 * mse)
 
 
 def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
@@ -64,16 +67,21 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
 
     The relaxed loss only estimates the real one, so the hard-rounded loss is checked ten times
     over the stage and at its end, and the best of those iterates (or the start) is returned.
+    With ``cfg.qstep`` the y quantisation step is optimised too (:class:`StepSearch`); the best
+    iterate's step is handed to the encoder (``enc.use_steps``) and y returned in its coded domain.
     """
     cfg, model = enc.cfg, enc.model
     total = cfg.latent_iters
     yg = model.coded(y0).detach().clone().requires_grad_(True)
     z = z0.detach().clone().requires_grad_(cfg.latent != "blr")
+    qs = StepSearch(enc) if cfg.qstep else None
     opt = torch.optim.Adam([yg] + ([z] if cfg.latent != "blr" else []), lr=cfg.latent_lr)
+    if qs is not None:
+        opt.add_param_group({"params": qs.params(), "lr": cfg.qstep_lr})
     med = model.z_medians()
     drop_h_a = _dropout_hyper_encoder(model.h_a, cfg.dr_dropout).train() if cfg.latent == "dr" else None
     budget = enc.clock.share_left(cfg.latent_iters / max(1, cfg.latent_iters + cfg.decoder_iters))
-    best = (hard_loss(enc, yg, z), yg.detach().clone(), z.detach().clone())
+    best = (hard_loss(enc, yg, z, qs), yg.detach().clone(), z.detach().clone(), qs.steps() if qs else None)
     enc.curve.append(("latent-hard", 0, enc.clock.elapsed(), best[0]))
     fixed = None
     if cfg.latent == "blr":  # z, and so the entropy parameters, do not change
@@ -85,15 +93,16 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
 
     def step(it: int) -> Tensor:
         tau = sga_temperature(it, total)
+        m, yc = (model, yg) if qs is None else qs.relaxed(yg)
         if fixed is not None:
-            z_t, p = fixed
+            z_t, p = fixed[0], (fixed[1] if qs is None else m.entropy_params(fixed[0]))
         else:
             z_t = sga_round(z - med, tau) + med
-            p = model.entropy_params(z_t)
-        y_t = sga_round(yg - p.means, tau) + p.means
+            p = m.entropy_params(z_t)
+        y_t = sga_round(yc - p.means, tau) + p.means
         bits = y_bits(model.gaussian_conditional, y_t, p.scales, p.means) + z_bits(model.entropy_bottleneck, z_t)
         with enc.autocast():
-            x_hat = model.synthesize(y_t, p)
+            x_hat = m.synthesize(y_t, p)
         mse = enc.mse(x_hat)
         loss = bits / enc.pixels + enc.lmbda * 255.0**2 * mse
         if drop_h_a is not None:
@@ -105,10 +114,10 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
 
     def check_hard(done: int) -> None:
         nonlocal best
-        hard = hard_loss(enc, yg, z)
+        hard = hard_loss(enc, yg, z, qs)
         enc.curve.append(("latent-hard", done, enc.clock.elapsed(), hard))
         if hard < best[0]:
-            best = (hard, yg.detach().clone(), z.detach().clone())
+            best = (hard, yg.detach().clone(), z.detach().clone(), qs.steps() if qs else None)
 
     def on_step(done: int, loss: float) -> None:
         enc.curve.append(("latent-refinement", done, enc.clock.elapsed(), loss))
@@ -119,6 +128,9 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
     ran = optimise(step, opt, _schedule(enc, total, budget), on_step).iterations
     if ran % check_every:  # the last iterate (stopped by the count, the budget or early stop)
         check_hard(ran)
+    if best[3] is not None:
+        enc.use_steps(best[3])
+        return best[1] / best[3].dy, best[2]
     return best[1], best[2]
 
 
