@@ -79,6 +79,7 @@ class Field(IntEnum):
     DOMAIN_ID = 0x85  # utf-8 id of the domain adapter the decoder must apply (codec.domains)
     DOMAIN_HASH = 0x86  # 8 bytes, hash of that adapter's decoder-side weights
     QSTEP_Y = 0x87  # i8 k: y coded with quantisation step 2**(k/16), |k| <= 48 (codec.adaptation.qstep)
+    QSTEP_Z = 0x88  # u8 i < 7: z coded with quantisation step 2**((i-3)/2) (codec.adaptation.zstep)
 
 
 class Section(IntEnum):

@@ -18,13 +18,16 @@ The step is stored as ``k`` (signed byte, :data:`Field.QSTEP_Y`), ``D = 2 ** (k 
 optimises ``log2 D`` by gradient with the latents (:class:`StepSearch`), rounded to that grid in the
 forward pass (straight-through), so what it optimises is what is coded.
 
-The z step of 003 (a 7-value grid) is not implemented: see docs/guide/rate-control.md.
+The z step of 003 (``Dz`` from a 7-value grid, :data:`Field.QSTEP_Z`) is a stepped factorised prior
+(:mod:`codec.adaptation.zstep`); :class:`StepSearch` picks it by the hard RD loss on the grid before
+the refinement and again for its best iterate, as 003 found a gradient on ``Dz`` harmful.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -32,6 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from codec.adaptation.backends import Adaptable, GainedAdaptable
+from codec.adaptation.sga import sga_round
+from codec.adaptation.zstep import Z_GRID, Z_IDENTITY, SteppedBottleneck, z_step_of
 from codec.bitstream import BitstreamError, Container, Field
 from codec.models.gained import GainedMeanScaleHyperprior, ste_round
 from codec.zoo.base import BaseModel
@@ -53,47 +58,64 @@ def step_of(code: int) -> float:
 
 @dataclass(frozen=True)
 class QSteps:
-    """The quantisation steps of one file; ``y_code`` 0 is the model's own quantisation (no field)."""
+    """The quantisation steps of one file; ``y_code`` 0 and ``z_index`` 3 are the model's own
+    quantisation (no field)."""
 
     y_code: int = 0
+    z_index: int = Z_IDENTITY
 
     @property
     def dy(self) -> float:
         return step_of(self.y_code)
 
     @property
+    def dz(self) -> float:
+        return z_step_of(self.z_index)
+
+    @property
     def is_identity(self) -> bool:
-        return self.y_code == 0
+        return self.y_code == 0 and self.z_index == Z_IDENTITY
 
     def to_fields(self) -> dict[int, bytes]:
-        """Header fields: none for the identity, so files without a step stay as they were."""
-        if self.is_identity:
-            return {}
-        if abs(self.y_code) > MAX_CODE:
-            raise ValueError(f"y step code {self.y_code} outside +-{MAX_CODE}")
-        return {Field.QSTEP_Y: struct.pack("<b", self.y_code)}
+        """Header fields, each only when it is not the identity: files without a step stay as they were."""
+        if abs(self.y_code) > MAX_CODE or not 0 <= self.z_index < Z_GRID:
+            raise ValueError(f"quantisation steps off their grids: {self}")
+        fields: dict[int, bytes] = {}
+        if self.y_code != 0:
+            fields[Field.QSTEP_Y] = struct.pack("<b", self.y_code)
+        if self.z_index != Z_IDENTITY:
+            fields[Field.QSTEP_Z] = struct.pack("<B", self.z_index)
+        return fields
 
     @classmethod
     def from_container(cls, c: Container) -> QSteps:
         """The steps a file asks for, checked: a wrong length or a step off the grid is refused."""
-        raw = c.fields.get(Field.QSTEP_Y)
-        if raw is None:
-            return cls()
-        if len(raw) != 1:
-            raise BitstreamError(f"bitstream is corrupt (field QSTEP_Y has {len(raw)} bytes)")
-        (code,) = struct.unpack("<b", raw)
-        if abs(code) > MAX_CODE:
-            raise BitstreamError(f"bitstream is corrupt (y quantisation step code {code} outside +-{MAX_CODE})")
-        return cls(code)
+        code, index = 0, Z_IDENTITY
+        for tag in (Field.QSTEP_Y, Field.QSTEP_Z):
+            raw = c.fields.get(tag)
+            if raw is not None and len(raw) != 1:
+                raise BitstreamError(f"bitstream is corrupt (field {tag.name} has {len(raw)} bytes)")
+        if Field.QSTEP_Y in c.fields:
+            (code,) = struct.unpack("<b", c.fields[Field.QSTEP_Y])
+            if abs(code) > MAX_CODE:
+                raise BitstreamError(f"bitstream is corrupt (y quantisation step code {code} outside +-{MAX_CODE})")
+        if Field.QSTEP_Z in c.fields:
+            index = c.fields[Field.QSTEP_Z][0]
+            if index >= Z_GRID:
+                raise BitstreamError(
+                    f"bitstream is corrupt (z quantisation step {index} outside its {Z_GRID}-value grid)"
+                )
+        return cls(code, index)
 
 
 class SteppedGained(GainedMeanScaleHyperprior):
-    """A gained model coding y with step ``dy``: gains divided by it, inverse gains multiplied.
+    """A gained model coding y with step ``dy`` (gains divided by it, inverse gains multiplied) and z
+    with step ``dz`` (a :class:`SteppedBottleneck`; its tables only when ``tables``).
 
     Shares every module and parameter with ``net`` (nothing is copied); ``dy`` may be a tensor
     with a gradient (the refinement optimises it) or the stored step's float (coding)."""
 
-    def __init__(self, net: GainedMeanScaleHyperprior, dy: Tensor | float):
+    def __init__(self, net: GainedMeanScaleHyperprior, dy: Tensor | float, dz: float = 1.0, tables: bool = True):
         nn.Module.__init__(self)  # the modules are net's own: do not build fresh ones
         self.N, self.M, self.Nh, self.levels = net.N, net.M, net.Nh, net.levels
         self.fp32_islands = net.fp32_islands
@@ -102,6 +124,8 @@ class SteppedGained(GainedMeanScaleHyperprior):
         self.log_gain, self.log_inv_gain = net.log_gain, net.log_inv_gain
         self.register_buffer("lambdas", net.lambdas)
         self.dy = dy
+        if dz != 1.0:
+            self.entropy_bottleneck = SteppedBottleneck(net.entropy_bottleneck, dz, tables)
 
     def gains(self, q: Tensor) -> tuple[Tensor, Tensor]:
         g, ig = super().gains(q)
@@ -114,7 +138,7 @@ def stepped_net(net: nn.Module, steps: QSteps) -> nn.Module:
         return net
     if not isinstance(net, GainedMeanScaleHyperprior):
         raise BitstreamError("bitstream is corrupt (a quantisation step for a model without gains)")
-    return SteppedGained(net, steps.dy)
+    return SteppedGained(net, steps.dy, steps.dz)
 
 
 def with_steps(base: BaseModel, c: Container) -> BaseModel:
@@ -124,11 +148,12 @@ def with_steps(base: BaseModel, c: Container) -> BaseModel:
 
 
 class StepSearch:
-    """The y step as the refinement optimises it: ``log2 D`` with Adam, rounded to the stored grid.
+    """The steps as the refinement optimises them: ``log2 Dy`` with Adam, rounded to the stored grid
+    (straight-through); ``Dz`` by the hard RD loss on its grid (:meth:`pick_z`), fixed in between.
 
-    It starts at ``sqrt(lambda_level / lambda)`` (the high-rate optimum of a uniform quantiser's step
-    scales as ``1 / sqrt(lambda)``): 1 when the refinement's lambda is the level's own, and near the
-    right step when a lambda beyond the trained levels is asked for."""
+    ``Dy`` starts at ``sqrt(lambda_level / lambda)`` (the high-rate optimum of a uniform quantiser's
+    step scales as ``1 / sqrt(lambda)``): 1 when the refinement's lambda is the level's own, and near
+    the right step when a lambda beyond the trained levels is asked for."""
 
     def __init__(self, enc: AdaptiveEncoder):
         net = enc.net
@@ -137,25 +162,42 @@ class StepSearch:
         self.net, self.q = net, enc.q
         start = 0.5 * math.log2(enc.base.lmbda_at(enc.level) / enc.lmbda)
         self.log2_dy = torch.tensor(float(start), device=enc.device).requires_grad_(True)
+        self.z_index = Z_IDENTITY
 
     def params(self) -> list[Tensor]:
         return [self.log2_dy]
+
+    def _model(self, dy: Tensor | float, dz: float) -> Adaptable:
+        return GainedAdaptable(SteppedGained(self.net, dy, dz, tables=False), self.q)
 
     def relaxed(self, yg: Tensor) -> tuple[Adaptable, Tensor]:
         """(stepped model, y in its coded domain) with the differentiable grid step."""
         code = ste_round(self.log2_dy * STEPS_PER_OCTAVE).clamp(-MAX_CODE, MAX_CODE)
         dy = torch.exp2(code / STEPS_PER_OCTAVE)
-        return GainedAdaptable(SteppedGained(self.net, dy), self.q), yg / dy
+        return self._model(dy, z_step_of(self.z_index)), yg / dy
+
+    def relaxed_z(self, z: Tensor, med: Tensor, tau: float) -> Tensor:
+        """z SGA-rounded with the current z step."""
+        dz = z_step_of(self.z_index)
+        return (sga_round((z - med) / dz, tau) * dz + med) if dz != 1.0 else sga_round(z - med, tau) + med
 
     def steps(self) -> QSteps:
-        """The current step, as it would be stored."""
+        """The current steps, as they would be stored."""
         code = round(float(self.log2_dy.detach()) * STEPS_PER_OCTAVE)
-        return QSteps(max(-MAX_CODE, min(MAX_CODE, code)))
+        return QSteps(max(-MAX_CODE, min(MAX_CODE, code)), self.z_index)
 
     def hard(self, yg: Tensor, steps: QSteps | None = None) -> tuple[Adaptable, Tensor]:
-        """(stepped model, y in its coded domain) at a stored step (the current one by default)."""
+        """(stepped model, y in its coded domain) at stored steps (the current ones by default)."""
         steps = steps or self.steps()
-        return GainedAdaptable(SteppedGained(self.net, steps.dy), self.q), yg / steps.dy
+        return self._model(steps.dy, steps.dz), yg / steps.dy
+
+    def pick_z(self, loss: Callable[[QSteps], float], y_code: int | None = None) -> QSteps:
+        """The z step of the grid with the lowest ``loss`` (with ``y_code``, or the current y step);
+        it becomes the current one."""
+        y = self.steps().y_code if y_code is None else y_code
+        costs = {i: loss(QSteps(y, i)) for i in range(Z_GRID)}
+        self.z_index = min(costs, key=lambda i: costs[i])
+        return QSteps(y, self.z_index)
 
 
 def require_steppable(base: BaseModel) -> None:

@@ -13,6 +13,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor
 
 from codec.adaptation.backends import Adaptable, GainedAdaptable
+from codec.adaptation.zstep import SteppedBottleneck
 from codec.models.gained import EntropyParams, GainedMeanScaleHyperprior
 
 
@@ -54,7 +55,8 @@ def hard_latents(model: Adaptable, yc: Tensor, z: Tensor) -> HardLatents:
     """What the decoder will see for coded-domain ``yc`` and ``z``: z rounded around the medians,
     y around the means the rounded z predicts (``model.compress`` codes exactly these)."""
     med = model.z_medians()
-    z_hat = torch.round(z - med) + med
+    eb = model.entropy_bottleneck
+    z_hat = eb.rounded(z, med) if isinstance(eb, SteppedBottleneck) else torch.round(z - med) + med
     p = model.entropy_params(z_hat)
     y_hat = torch.round(yc - p.means) + p.means
     return HardLatents(y_hat, z_hat, p)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from codec.adaptation.adapters import AdapterSpec, apply_adapter, as_stored, logistic_bits, split_params
 from codec.adaptation.loop import Schedule, deadline_after, optimise
-from codec.adaptation.qstep import StepSearch
+from codec.adaptation.qstep import QSteps, StepSearch
 from codec.adaptation.rate import gaussian_nll_bits, hard_bits, hard_latents, y_bits, z_bits
 from codec.adaptation.sga import sga_round, sga_temperature
 from codec.adaptation.synthesis import Hook, channels_after, default_adapter_positions, run_layers
@@ -53,10 +53,12 @@ def _dropout_hyper_encoder(h_a: nn.Sequential, p: float) -> nn.Sequential:
 
 
 @torch.no_grad()
-def hard_loss(enc: AdaptiveEncoder, yg: Tensor, z: Tensor, steps: StepSearch | None = None) -> float:
+def hard_loss(
+    enc: AdaptiveEncoder, yg: Tensor, z: Tensor, search: StepSearch | None = None, steps: QSteps | None = None
+) -> float:
     """Estimated RD cost of the latents as they would really be coded (the refinement keeps the best);
-    with ``steps``, coded with its current quantisation step."""
-    model, yc = (enc.model, yg) if steps is None else steps.hard(yg)
+    with a step ``search``, coded with ``steps`` (its current ones by default)."""
+    model, yc = (enc.model, yg) if search is None else search.hard(yg, steps)
     hard = hard_latents(model, yc, z)
     mse = enc.mse(model.synthesize(hard.y_hat, hard.params))
     return float(hard_bits(model, hard) / enc.pixels + enc.lmbda * 255.0**2 * mse)
@@ -78,6 +80,8 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
     opt = torch.optim.Adam([yg] + ([z] if cfg.latent != "blr" else []), lr=cfg.latent_lr)
     if qs is not None:
         opt.add_param_group({"params": qs.params(), "lr": cfg.qstep_lr})
+        if cfg.latent != "blr":  # blr keeps z as it is
+            qs.pick_z(lambda st: hard_loss(enc, yg, z, qs, st))
     med = model.z_medians()
     drop_h_a = _dropout_hyper_encoder(model.h_a, cfg.dr_dropout).train() if cfg.latent == "dr" else None
     budget = enc.clock.share_left(cfg.latent_iters / max(1, cfg.latent_iters + cfg.decoder_iters))
@@ -97,10 +101,10 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
         if fixed is not None:
             z_t, p = fixed[0], (fixed[1] if qs is None else m.entropy_params(fixed[0]))
         else:
-            z_t = sga_round(z - med, tau) + med
+            z_t = sga_round(z - med, tau) + med if qs is None else qs.relaxed_z(z, med, tau)
             p = m.entropy_params(z_t)
         y_t = sga_round(yc - p.means, tau) + p.means
-        bits = y_bits(model.gaussian_conditional, y_t, p.scales, p.means) + z_bits(model.entropy_bottleneck, z_t)
+        bits = y_bits(model.gaussian_conditional, y_t, p.scales, p.means) + z_bits(m.entropy_bottleneck, z_t)
         with enc.autocast():
             x_hat = m.synthesize(y_t, p)
         mse = enc.mse(x_hat)
@@ -128,9 +132,12 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
     ran = optimise(step, opt, _schedule(enc, total, budget), on_step).iterations
     if ran % check_every:  # the last iterate (stopped by the count, the budget or early stop)
         check_hard(ran)
-    if best[3] is not None:
-        enc.use_steps(best[3])
-        return best[1] / best[3].dy, best[2]
+    if qs is not None and best[3] is not None:
+        steps = best[3]
+        if cfg.latent != "blr":  # the z step again, for the latents kept
+            steps = qs.pick_z(lambda st: hard_loss(enc, best[1], best[2], qs, st), steps.y_code)
+        enc.use_steps(steps)
+        return best[1] / steps.dy, best[2]
     return best[1], best[2]
 
 
