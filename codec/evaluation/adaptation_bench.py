@@ -13,6 +13,8 @@ point and a CSV of the refinement curve, and prints per domain:
 
     python -m codec.evaluation.adaptation_bench --images 6 --latent-iters 2000 --decoder-iters 500
     python -m codec.evaluation.adaptation_bench --images 2 --latent-iters 100 --decoder-iters 50  # quick look
+    python -m codec.evaluation.adaptation_bench --images 2 --latent-iters 250 --decoder-iters 100 \
+        --latent-lr 5e-3 --decoder-lr 5e-3 --methods sga sga+adapters sga+qstep sga+qstep+adapters  # fast vs fast+qstep
 """
 
 from __future__ import annotations
@@ -41,7 +43,17 @@ from codec.imageio import load_image
 from codec.progress import no_progress
 from codec.zoo import Registry, default_registry
 
-METHODS = ("plain", "blr", "sga", "sga+adapters", "sga+omp", "dr", "dr+adapters")
+METHODS = (
+    "plain",
+    "blr",
+    "sga",
+    "sga+adapters",
+    "sga+omp",
+    "dr",
+    "dr+adapters",
+    "sga+qstep",  # sga with the adaptive quantisation steps of seed 003 (codec.adaptation.qstep)
+    "sga+qstep+adapters",
+)
 
 
 def median_decode_seconds(data: bytes, registry: Registry | None = None, repeats: int = 3) -> float:
@@ -73,11 +85,13 @@ def run_image(
             "decode_s": median_decode_seconds(plain.data),
         }
     )
-    for latent, all_decoders in (("blr", ()), ("sga", ("adapters", "omp")), ("dr", ("adapters",))):
+    variants = (("blr", ()), ("sga", ("adapters", "omp")), ("dr", ("adapters",)), ("sga+qstep", ("adapters",)))
+    for latent, all_decoders in variants:
         decoders = tuple(d for d in all_decoders if f"{latent}+{d}" in methods)
         if latent not in methods and not decoders:
             continue
-        cfg = AdaptConfig(**{**base_cfg.__dict__, "latent": latent})
+        qstep = latent.endswith("+qstep")
+        cfg = AdaptConfig(**{**base_cfg.__dict__, "latent": latent.removesuffix("+qstep"), "qstep": qstep})
         enc = AdaptiveEncoder(base, img, level, cfg, best_device(), no_progress, reg)
         t = time.perf_counter()
         with torch.no_grad():
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoder-iters", type=int, default=500)
     ap.add_argument("--latent-lr", type=float, default=1e-3)
     ap.add_argument("--decoder-lr", type=float, default=1e-3)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS[1:]), choices=METHODS[1:])
+    ap.add_argument("--methods", nargs="+", default=[m for m in METHODS[1:] if "qstep" not in m], choices=METHODS[1:])
     ap.add_argument("--out", type=Path, default=Path("results/adaptation_bench"))
     ap.add_argument(
         "--merge", type=Path, nargs="+", help="only combine these earlier output folders into --out and summarise"
