@@ -69,7 +69,7 @@ class BaseModel:
             out: dict[str, Any] = self._coding.compress(x, self.level_tensor(level))
             return out
         out = dict(self._coding.compress(x))
-        out["symbols"] = None
+        out["symbols"] = out.get("symbols")  # models of ours (WACNN) report them; CompressAI's do not
         if is_plain_hyperprior(self.net):
             out["symbols"] = hyperprior_decompress(self.net, out["strings"], tuple(out["shape"]))[1]
         return out
@@ -85,4 +85,5 @@ class BaseModel:
             return out["x_hat"], out["symbols"]
         if is_plain_hyperprior(self.net):
             return hyperprior_decompress(self.net, strings, shape)
-        return self._coding.decompress(strings, shape)["x_hat"], None
+        out = self._coding.decompress(strings, shape)
+        return out["x_hat"], out.get("symbols")

@@ -4,7 +4,8 @@
 * :func:`load_zoo`: a CompressAI zoo network, the real way (``pretrained=True``); offline and
   without the file in torch's hub cache this is one clear :class:`ModelUnavailableError`.
 * :func:`load_checkpoint`: a file on disk, either a training checkpoint of the gained model (it
-  carries its config) or a state dict of a CompressAI architecture named by the caller.
+  carries its config) or a state dict of an architecture named by the caller: CompressAI's, or
+  ``wacnn`` (:mod:`codec.models.wacnn`, the authors' published checkpoint format).
 
 Loaders know nothing of names or caching (:mod:`codec.zoo.registry` does that).
 """
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from codec.models.gained import GainedMeanScaleHyperprior
+from codec.models.wacnn import load_published
 from codec.zoo.base import BaseModel
 from codec.zoo.errors import InvalidQualityError, ModelError, ModelUnavailableError
 from codec.zoo.hashing import weights_hash
@@ -33,8 +35,10 @@ with warnings.catch_warnings():  # compressai's import warns about optional back
 
 #: the lambdas CompressAI trained its MSE zoo models with, by quality 1-8
 ZOO_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+#: architectures of ours a state-dict checkpoint can name, next to CompressAI's
+OWN_ARCHITECTURES = ("wacnn",)
 #: architectures a state-dict checkpoint can name (``NAME=PATH@ARCH``)
-ARCHITECTURES: tuple[str, ...] = tuple(sorted(_zoo_archs))
+ARCHITECTURES: tuple[str, ...] = tuple(sorted([*_zoo_archs, *OWN_ARCHITECTURES]))
 
 _LIKELIHOOD_FLOORS = (
     "entropy_bottleneck.likelihood_lower_bound.bound",
@@ -119,11 +123,11 @@ def load_checkpoint(path: Path, name: str, arch: str | None, lmbda: float | None
         raise ModelUnavailableError(f"checkpoint {path} could not be read ({exc})") from None
     if isinstance(state, dict) and "config" in state and ("state_dict" in state or "model" in state):
         return _gained_checkpoint(path, name, state)
-    if arch is None or arch not in _zoo_archs:
+    if arch is None or arch not in ARCHITECTURES:
         raise ModelError(f"checkpoint {path} needs an architecture, one of: {', '.join(ARCHITECTURES)}")
     sd = state.get("state_dict", state) if isinstance(state, dict) else state
-    try:
-        net = _zoo_archs[arch].from_state_dict(sd)
+    try:  # wacnn: the authors' checkpoint as published (a 'state_dict' entry, 'module.' prefixes)
+        net = load_published(state) if arch == "wacnn" else _zoo_archs[arch].from_state_dict(sd)
     except Exception as exc:  # torch lists every mismatch on its own line: the first says enough (one line)
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
