@@ -51,7 +51,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from codec.adaptation.decoding import adapter_maps, run_folded
-from codec.adaptation.qstep import with_steps
+from codec.adaptation.qstep import QSteps, with_steps
 from codec.bitstream import BitstreamError, BitstreamTooLargeError, Container, Field, Section
 from codec.determinism import CANONICAL_DEVICE, best_device, canonical_compute
 from codec.entropy_chunks import decompress_grouped
@@ -106,6 +106,7 @@ def read_header(data: bytes) -> dict[str, object]:
     c = Container.from_bytes(data)
     w, h = c.image_size()
     level, zoo_q = parse_level(c)
+    QSteps.from_container(c)  # a corrupt quantisation step is refused with the header (the API's 422)
     return {
         "format_version": c.version,
         "model": c.get_str(Field.MODEL_ID),
