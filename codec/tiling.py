@@ -279,3 +279,61 @@ def release_heap() -> None:
     entropy coding and the verification decode then built their own peaks."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+#: y latents per z position along each side (the hyper-analysis has two stride-2 layers)
+Z_STRIDE = 4
+#: hyper-latents added around a window for the hyper-synthesis (it reaches under 2 z positions)
+Z_HALO = 2
+
+Box = tuple[int, int, int, int]  # rows r0:r1, cols c0:c1
+
+
+@dataclass(frozen=True)
+class LatentWindow:
+    """One tile of the latent grid as the tiled adaptive encode (``codec.adaptation.tiled``) sees it.
+
+    ``tile``: the y latents the tile owns (its rate counts here, its pixels are its distortion);
+    ``synth``: those plus the halo, the synthesis input; ``hyper``: the z positions whose
+    hyper-synthesis covers ``synth`` with ``Z_HALO`` to spare. All in their own units (y latents,
+    z positions); the ``*_in_*`` methods give one region relative to another as slices."""
+
+    tile: Box
+    synth: Box
+    hyper: Box
+
+    @property
+    def hyper_y(self) -> Box:
+        """The y latents the ``hyper`` z positions predict (the hyper-synthesis's output)."""
+        return (self.hyper[0] * Z_STRIDE, self.hyper[1] * Z_STRIDE, self.hyper[2] * Z_STRIDE, self.hyper[3] * Z_STRIDE)
+
+    @staticmethod
+    def rel(inner: Box, outer: Box, scale: int = 1) -> tuple[slice, slice]:
+        """``inner`` as slices of a tensor covering ``outer`` (``scale`` output units per unit)."""
+        return (
+            slice((inner[0] - outer[0]) * scale, (inner[1] - outer[0]) * scale),
+            slice((inner[2] - outer[2]) * scale, (inner[3] - outer[2]) * scale),
+        )
+
+    def tile_z(self) -> Box:
+        """The z positions the tile owns (tiles are whole multiples of ``Z_STRIDE`` latents)."""
+        r0, r1, c0, c1 = self.tile
+        return (r0 // Z_STRIDE, r1 // Z_STRIDE, c0 // Z_STRIDE, c1 // Z_STRIDE)
+
+
+def latent_windows(rows: int, cols: int, layout: TileLayout) -> list[LatentWindow]:
+    """The windows of a (rows, cols) latent grid, row by row; rows and cols are multiples of 4
+    (the padded image is a multiple of 64 pixels), and so are the tile's corners."""
+    h, zr, zc = layout.halo, rows // Z_STRIDE, cols // Z_STRIDE
+    out = []
+    for r0, r1 in spans(rows, layout.tile):
+        for c0, c1 in spans(cols, layout.tile):
+            a0, a1, b0, b1 = max(0, r0 - h), min(rows, r1 + h), max(0, c0 - h), min(cols, c1 + h)
+            hyper = (
+                max(0, a0 // Z_STRIDE - Z_HALO),
+                min(zr, -(-a1 // Z_STRIDE) + Z_HALO),
+                max(0, b0 // Z_STRIDE - Z_HALO),
+                min(zc, -(-b1 // Z_STRIDE) + Z_HALO),
+            )
+            out.append(LatentWindow((r0, r1, c0, c1), (a0, a1, b0, b1), hyper))
+    return out

@@ -132,7 +132,7 @@ class AdaptiveEncoder:
         if not self.lmbda > 0:
             raise InvalidQualityError(f"model {base.name} has no training lambda to adapt for (a checkpoint: give one)")
         self.q = torch.tensor([level], dtype=torch.float32, device=device)
-        self.x = pad_image(to_tensor(img.rgb)).to(device)
+        self.x = self.padded_input()
         self.h, self.w = img.height, img.width
         self.pixels = float(self.h * self.w)
         self.roi = roi  # (H, W) weights of mean 1 (codec.roi), or None: plain MSE
@@ -162,6 +162,23 @@ class AdaptiveEncoder:
         self.steps = steps
         self.model = adaptable(stepped_net(self.net, steps), self.q)
         self.coder = adaptable(stepped_net(self.base.net, steps), torch.tensor([self.level], dtype=torch.float32))
+
+    # --- what the tiled encoder (codec.adaptation.tiled) replaces ---------------------
+    def padded_input(self) -> Tensor:
+        """The padded float image the stages compare with."""
+        return pad_image(to_tensor(self.img.rgb)).to(self.device)
+
+    def analysis(self) -> tuple[Tensor, Tensor]:
+        """Continuous (y, z) of the image, to start the refinement from."""
+        return self.model.analysis(self.x)
+
+    def coding_fields(self) -> dict[int, bytes]:
+        """Header fields every candidate file carries besides the symbol hash."""
+        return {}
+
+    def real_cost(self, res: EncodeResult) -> float:
+        """The real RD cost of a candidate file (what the final choice compares)."""
+        return _real_cost(res, self.img, self.lmbda, self.roi)
 
     # --- shared pieces (the trainers of codec.adaptation.stages use them) -------------
     def mse(self, x_hat: Tensor) -> Tensor:
@@ -202,7 +219,11 @@ class AdaptiveEncoder:
         with canonical_compute():
             strings, symbols = self.coder.compress(yg, z)
         symbols = symbols + ([torch.tensor(extra_symbols, dtype=torch.int32)] if extra_symbols else [])
-        extra: dict[int, bytes] = {Field.SYMBOLS_HASH: symbols_hash(symbols), **self.steps.to_fields()}
+        extra: dict[int, bytes] = {
+            Field.SYMBOLS_HASH: symbols_hash(symbols),
+            **self.steps.to_fields(),
+            **self.coding_fields(),
+        }
         return _finish(
             self.base,
             self.img,
@@ -240,12 +261,12 @@ class AdaptiveEncoder:
         if cfg.latent != "none" and cfg.latent_iters > 0:
             t = time.monotonic()
             with torch.no_grad():
-                y0, z0 = self.model.analysis(self.x)
+                y0, z0 = self.analysis()
             yg, z = self.refine_latents(y0, z0)
             stage_s["latent-refinement"] = time.monotonic() - t
         else:
             with torch.no_grad():
-                y0, z0 = self.model.analysis(self.x)
+                y0, z0 = self.analysis()
                 yg, z = self.model.coded(y0), z0
         if cfg.latent != "none" and cfg.latent_iters > 0:
             candidates["latents"] = self._code(yg, z, None)
@@ -258,7 +279,7 @@ class AdaptiveEncoder:
             else:
                 candidates["latents+omp"] = self.omp_file(yg, z)
             stage_s[cfg.decoder] = time.monotonic() - t
-        costs = {name: _real_cost(r, self.img, self.lmbda, self.roi) for name, r in candidates.items()}
+        costs = {name: self.real_cost(r) for name, r in candidates.items()}
         choice = min(costs, key=lambda k: costs[k])
         self.progress(
             ProgressEvent("done", 1, 1, self.clock.elapsed(), candidates[choice].bpp, candidates[choice].psnr)
@@ -286,7 +307,10 @@ def encode_with_config(
         res = encode_resolved(base, img, level, registry, progress)
         cost = _real_cost(res, img, base.lmbda_at(level))
         return AdaptiveResult(res, "plain", {"plain": cost}, {}, points={"plain": (res.bpp, res.psnr)})
-    return AdaptiveEncoder(base, img, level, cfg, device or best_device(), progress, registry, roi).run()
+    from codec.adaptation.tiled import encoder_class  # it subclasses AdaptiveEncoder: not at the top
+
+    make = encoder_class(base, img, cfg)  # tiles above the tiling threshold (codec.adaptation.tiled)
+    return make(base, img, level, cfg, device or best_device(), progress, registry, roi).run()
 
 
 def adaptive_encode(
