@@ -59,6 +59,7 @@ from codec.imageio import DEFAULT_MAX_PIXELS, PAD_MULTIPLE, CodecImage, check_pi
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.tiling import TileLayout, current_policy, release_heap, synthesis_tiled
 from codec.zoo.base import BaseModel
+from codec.zoo.context_models import is_context_model, serial_decompress, synthesis_view
 from codec.zoo.decompress import is_plain_hyperprior, padded_strings
 from codec.zoo.errors import UnknownModelError
 from codec.zoo.hashing import symbols_hash
@@ -216,6 +217,7 @@ class Latents:
     symbols: list[Tensor] | None
     maps: dict[int, Tensor] = field(default_factory=dict)
     x_hat: Tensor | None = None
+    tileable: bool = True  # whether the tiles' halo covers the synthesis's reach (not cheng2020's)
 
 
 def _gained_latents(base: BaseModel, strings: list[list[bytes]], shape: tuple[int, int], level: float) -> Latents:
@@ -242,6 +244,14 @@ def _hyperprior_latents(net: Any, strings: list[list[bytes]], shape: tuple[int, 
     return Latents(y=y_hat, g_s=net.g_s, symbols=[y_sym, z_sym])
 
 
+def _context_latents(net: nn.Module, strings: list[list[bytes]], shape: tuple[int, int]) -> Latents:
+    """A context model's serial decode (:mod:`codec.zoo.context_models`: CompressAI's own loop)
+    up to the synthesis, which runs through its synthesis view (adapters fold in as elsewhere)."""
+    y_hat, symbols = serial_decompress(net, strings, shape)
+    cheng = type(net).__name__.startswith("Cheng2020")  # residual and attention blocks reach past the halo
+    return Latents(y=y_hat, g_s=synthesis_view(net), symbols=symbols, tileable=not cheng)
+
+
 def entropy_decode(base: BaseModel, c: Container, shape: tuple[int, int], level: float) -> Latents:
     """Everything before the synthesis; call under :func:`canonical_compute` (it decides the CDF
     indexes). Strings are zero-padded (``padded_strings``) so no input makes rANS read past them."""
@@ -253,6 +263,8 @@ def entropy_decode(base: BaseModel, c: Container, shape: tuple[int, int], level:
             lat = _gained_latents(base, strings, shape, level)
         elif not base.variable_rate and is_plain_hyperprior(base.net):
             lat = _hyperprior_latents(base.net, strings, shape)
+        elif not base.variable_rate and is_context_model(base.net):
+            lat = _context_latents(base.net, strings, shape)
         else:
             x_hat, symbols = base.decompress(strings, shape, level)
             return Latents(y=None, g_s=None, symbols=symbols, x_hat=x_hat)
@@ -306,7 +318,7 @@ def choose_layout(lat: Latents, c: Container, bit_exact: bool, size: tuple[int, 
     pixels of old files), else tiles above the policy's threshold (memory bounded; pixels then
     differ from the canonical ones by float rounding, as between thread counts)."""
     layout = TileLayout.from_container(c)
-    if layout is not None or bit_exact or lat.x_hat is not None:
+    if layout is not None or bit_exact or lat.x_hat is not None or not lat.tileable:
         return layout
     return current_policy().layout_for(*size)
 

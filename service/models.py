@@ -139,6 +139,9 @@ class JobView(BaseModel):
     callback_url: str | None = None
     webhook: WebhookInfo | None = Field(None, description="delivery of the job's end event to callback_url")
     links: JobLinks
+    notice: str | None = Field(
+        None, description="in the answer to POST /v1/jobs: what to expect of the model up front (slow serial coding)"
+    )
 
 
 class JobList(BaseModel):
@@ -154,6 +157,7 @@ class ModelInfo(BaseModel):
     qualities: tuple[float, float] | None = None
     hash: str | None = None
     detail: str = ""
+    notice: str | None = Field(None, description="what to expect of the model (slow serial coding), if anything")
 
 
 class Health(BaseModel):

@@ -99,18 +99,19 @@ def test_adapted_file_decodes_bit_exactly_in_a_fresh_process(
     assert np.array_equal(np.load(out), adapted.decoded.rgb)
 
 
-def test_context_models_and_checkpoints_without_a_lambda_are_refused(tmp_path: Path, crop: np.ndarray) -> None:
-    """mbt2018 (serial context model) has no adaptable form; a bare-state-dict checkpoint carries no
-    lambda to optimise for: both are one clear error, not a wrong optimisation."""
-    from compressai.zoo import mbt2018, mbt2018_mean
+def test_factorised_models_and_checkpoints_without_a_lambda_are_refused(tmp_path: Path, crop: np.ndarray) -> None:
+    """bmshj2018-factorized (no hyperprior) has no adaptable form (the context models have one:
+    tests/test_zoo_context_adaptation.py); a bare-state-dict checkpoint carries no lambda to
+    optimise for: both are one clear error, not a wrong optimisation."""
+    from compressai.zoo import bmshj2018_factorized, mbt2018_mean
     from PIL import Image
 
     reg, img = Registry(), Image.fromarray(crop)
-    torch.save(mbt2018(quality=1, pretrained=False).state_dict(), tmp_path / "ctx.pth")
+    torch.save(bmshj2018_factorized(quality=1, pretrained=False).state_dict(), tmp_path / "fac.pth")
     torch.save(mbt2018_mean(quality=1, pretrained=False).state_dict(), tmp_path / "msh.pth")
-    reg.register_checkpoint("ctx", tmp_path / "ctx.pth", "mbt2018")
+    reg.register_checkpoint("fac", tmp_path / "fac.pth", "bmshj2018-factorized", 0.01)
     reg.register_checkpoint("msh", tmp_path / "msh.pth", "mbt2018-mean")
-    with pytest.raises(InvalidQualityError, match="mbt2018-mean architectures, not JointAutoregressive"):
-        adaptive_encode(img, "ctx", config="fast", registry=reg, latent_iters=1, decoder_iters=1)
+    with pytest.raises(InvalidQualityError, match="cheng2020 architectures, not FactorizedPrior"):
+        adaptive_encode(img, "fac", config="fast", registry=reg, latent_iters=1, decoder_iters=1)
     with pytest.raises(InvalidQualityError, match="no training lambda"):
         adaptive_encode(img, "msh", config="fast", registry=reg, latent_iters=1, decoder_iters=1)

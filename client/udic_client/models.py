@@ -77,6 +77,7 @@ class Job(_Model):
     callback_url: str | None = None
     webhook: dict[str, Any] | None = None  # delivery to callback_url: url, state, attempts
     links: dict[str, str | None] = {}
+    notice: str | None = None  # when just submitted: what to expect of the model (slow serial coding)
 
     @property
     def done(self) -> bool:

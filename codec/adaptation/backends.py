@@ -14,20 +14,26 @@ model's plain bitstreams are coded, so the decoder needs nothing new:
   CompressAI's ``compress`` after the analysis (what ``codec.decoding`` decodes), with the
   integer symbols kept for the symbol hash.
 
-Context models (``mbt2018``, ``cheng2020-*``) are not :class:`Adaptable`: their rate needs the
-serial context model, which this interface does not express.
+* :class:`~codec.adaptation.backend_context.ContextAdaptable`: CompressAI's autoregressive context
+  models (``mbt2018``, ``cheng2020-*``): parallel rate for the optimisation, their own serial coding.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
+from codec.adaptation.synthesis import default_adapter_positions
 from codec.models.gained import EntropyParams, GainedMeanScaleHyperprior
+from codec.zoo.context_models import is_context_model
 from codec.zoo.decompress import is_plain_hyperprior
+
+#: soft rounding of the optimisation (SGA at a temperature), applied to y minus its means
+Rounding = Callable[[Tensor], Tensor]
 
 
 class NotAdaptableError(ValueError):
@@ -61,6 +67,16 @@ class Adaptable:
     def entropy_params(self, z_hat: Tensor) -> EntropyParams:
         """Gaussian means (zeros for scale-only models) and scales of the coded y."""
         raise NotImplementedError
+
+    def quantize(self, yc: Tensor, p: EntropyParams, rounding: Rounding | None = None) -> tuple[Tensor, EntropyParams]:
+        """y rounded as the coder rounds it (soft with ``rounding``, hard with None) and the entropy
+        parameters it is coded with; ``p`` is :meth:`entropy_params` of the (rounded) z. Around the
+        means here; context models override it (their parameters depend on y itself)."""
+        return (torch.round(yc - p.means) if rounding is None else rounding(yc - p.means)) + p.means, p
+
+    def adapter_positions(self) -> tuple[int, ...]:
+        """Where adapters go in ``g_s`` when the configuration names no positions."""
+        return default_adapter_positions(self.g_s)
 
     def synthesis_input(self, y_hat: Tensor, p: EntropyParams) -> Tensor:
         """The input of ``g_s`` for coded, rounded latents."""
@@ -158,12 +174,16 @@ def adaptable(net: nn.Module, q: Tensor) -> Adaptable:
         return GainedAdaptable(net, q)
     if is_plain_hyperprior(net):
         return ZooAdaptable(net)
+    if is_context_model(net):
+        from codec.adaptation.backend_context import ContextAdaptable  # it subclasses Adaptable: import here
+
+        return ContextAdaptable(net)
     raise NotAdaptableError(
         f"adaptive encoding supports the variable-rate models (like 'default') and the "
-        f"bmshj2018-hyperprior / mbt2018-mean architectures, not {type(net).__name__}"
+        f"bmshj2018-hyperprior / mbt2018-mean / mbt2018 / cheng2020 architectures, not {type(net).__name__}"
     )
 
 
 def is_adaptable(net: nn.Module) -> bool:
     """Whether :func:`adaptable` accepts ``net`` (the service checks before queueing)."""
-    return isinstance(net, GainedMeanScaleHyperprior) or is_plain_hyperprior(net)
+    return isinstance(net, GainedMeanScaleHyperprior) or is_plain_hyperprior(net) or is_context_model(net)

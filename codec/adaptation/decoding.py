@@ -19,6 +19,7 @@ from codec.adaptation.synthesis import channels_after
 from codec.bitstream import BitstreamError, Container, Section
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.zoo.base import BaseModel
+from codec.zoo.context_models import is_context_model, synthesis_view
 from codec.zoo.decompress import is_plain_hyperprior
 from codec.zoo.decompress import padded_strings as _padded
 
@@ -28,11 +29,12 @@ def adapter_maps(base: BaseModel, c: Container) -> tuple[dict[int, Tensor], list
     after that layer), and the integer symbols they add to the symbol hash. Checked against the
     model's layout, so a crafted section is refused before any entropy decoding."""
     net = base.net
-    # the models codec.decoding synthesises through their g_s: gained, and the plain zoo hyperpriors
-    if not (isinstance(net, GainedMeanScaleHyperprior) or (not base.variable_rate and is_plain_hyperprior(net))):
+    # the models codec.decoding synthesises through their g_s: gained, the plain zoo hyperpriors and
+    # the context models (through their synthesis view)
+    zoo = not base.variable_rate and (is_plain_hyperprior(net) or is_context_model(net))
+    if not (isinstance(net, GainedMeanScaleHyperprior) or zoo):
         raise BitstreamError(f"bitstream has decoder adapters, which model {base.name} does not support")
-    g_s = net.g_s
-    assert isinstance(g_s, nn.Sequential)
+    g_s = synthesis_view(net)
     hooks: dict[int, Tensor] = {}
     extra_symbols: list[Tensor] = []
     if Section.ADAPTERS in c.sections:

@@ -58,7 +58,7 @@ def hard_latents(model: Adaptable, yc: Tensor, z: Tensor) -> HardLatents:
     eb = model.entropy_bottleneck
     z_hat = eb.rounded(z, med) if isinstance(eb, SteppedBottleneck) else torch.round(z - med) + med
     p = model.entropy_params(z_hat)
-    y_hat = torch.round(yc - p.means) + p.means
+    y_hat, p = model.quantize(yc, p)
     return HardLatents(y_hat, z_hat, p)
 
 

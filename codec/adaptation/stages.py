@@ -18,7 +18,7 @@ from codec.adaptation.loop import Schedule, deadline_after, optimise
 from codec.adaptation.qstep import QSteps, StepSearch
 from codec.adaptation.rate import gaussian_nll_bits, hard_bits, hard_latents, y_bits, z_bits
 from codec.adaptation.sga import sga_round, sga_temperature
-from codec.adaptation.synthesis import Hook, channels_after, default_adapter_positions, run_layers
+from codec.adaptation.synthesis import Hook, channels_after, run_layers
 from codec.models.gained import ste_round
 
 if TYPE_CHECKING:  # the encoder calls these functions: a run-time import would be a cycle
@@ -103,7 +103,7 @@ def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor
         else:
             z_t = sga_round(z - med, tau) + med if qs is None else qs.relaxed_z(z, med, tau)
             p = m.entropy_params(z_t)
-        y_t = sga_round(yc - p.means, tau) + p.means
+        y_t, p = m.quantize(yc, p, lambda v: sga_round(v, tau))  # around the means (context models: their own)
         bits = y_bits(model.gaussian_conditional, y_t, p.scales, p.means) + z_bits(m.entropy_bottleneck, z_t)
         with enc.autocast():
             x_hat = m.synthesize(y_t, p)
@@ -149,7 +149,7 @@ def train_adapters(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[list[Ad
     cfg, g_s = enc.cfg, enc.model.g_s
     delta = as_stored(cfg.delta)  # exactly what the decoder will multiply by
     prior_scale = as_stored(cfg.prior_scale)
-    positions = cfg.adapter_positions or default_adapter_positions(g_s)
+    positions = cfg.adapter_positions or enc.model.adapter_positions()
     specs = [AdapterSpec(p, channels_after(g_s, p), cfg.adapter_rank) for p in sorted(positions)]
     hard = hard_latents(enc.model, yg, z)
     latent_bits = float(hard_bits(enc.model, hard))  # fixed in this stage: reported with the adapter bits
@@ -193,7 +193,7 @@ def train_omp(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[int, Tensor]
     at the time budget and on a flat loss.
     """
     cfg, g_s = enc.cfg, enc.model.g_s
-    position = (cfg.adapter_positions or default_adapter_positions(g_s))[0]
+    position = (cfg.adapter_positions or enc.model.adapter_positions())[0]
     hard = hard_latents(enc.model, yg, z)
     with torch.no_grad():
         feat = run_layers(g_s, enc.model.synthesis_input(hard.y_hat, hard.params), 0, position + 1)

@@ -28,11 +28,15 @@ def run_layers(
 
 
 def channels_after(seq: nn.Sequential, position: int) -> int:
-    """Number of channels of the output of ``seq[position]`` (conv or GDN layers)."""
+    """Number of channels of the output of ``seq[position]`` (conv or GDN layers, or a block that
+    declares ``out_channels``, as ``codec.zoo.context_models.Declared`` does)."""
     for i in range(position, -1, -1):
         layer = seq[i]
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
             return int(layer.out_channels)
+        declared = getattr(layer, "out_channels", None)
+        if isinstance(declared, int):
+            return declared
         beta = getattr(layer, "beta", None)
         if isinstance(beta, Tensor):  # GDN
             return int(beta.numel())

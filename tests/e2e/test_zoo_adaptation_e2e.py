@@ -36,7 +36,7 @@ def zoo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     data = tmp_path_factory.mktemp("zoo_stack")
     home = data / "torch_home"
     write_random_zoo_weights(home, ARCH, QUALITY)
-    write_random_zoo_weights(home, "mbt2018", 1)  # a context model: loads, but has no adaptive encode
+    write_random_zoo_weights(home, "bmshj2018-factorized", 1)  # no hyperprior: loads, but has no adaptive encode
     redis_port, api_port = st.free_port(), st.free_port()
     env = st.service_env(
         {
@@ -82,6 +82,6 @@ def test_zoo_model_adaptive_job_is_accepted_and_decodes(zoo_stack: tuple[str, Pa
     finally:
         os.environ.pop("TORCH_HOME") if old is None else os.environ.__setitem__("TORCH_HOME", old)
     assert np.array_equal(served, local)
-    # a context model is refused up front (422), not queued to fail in the worker
-    with pytest.raises(ValidationError, match="mbt2018-mean architectures"):
-        c.submit(png, model="mbt2018", quality=1, adaptation="fast")
+    # a model without an adaptive form is refused up front (422), not queued to fail in the worker
+    with pytest.raises(ValidationError, match="cheng2020 architectures"):
+        c.submit(png, model="bmshj2018-factorized", quality=1, adaptation="fast")

@@ -14,6 +14,7 @@ from codec.adaptation.backends import is_adaptable
 from codec.domains.store import UnknownDomainError
 from codec.rate_control import InvalidTargetError, RateTarget
 from codec.zoo import ModelError
+from codec.zoo.context_models import coding_notice
 from service.api.deps import OwnerDep, Resources, ResourcesDep
 from service.api.encode_options import with_roi
 from service.api.problems import problems
@@ -66,9 +67,10 @@ def _with_target(
     return opts.model_copy(update={"target_bytes": target_bytes, "target_bpp": target_bpp, "target_psnr": target_psnr})
 
 
-def _check_payload(opts: EncodePayload, owner: str) -> None:
+def _check_payload(opts: EncodePayload, owner: str) -> str | None:
     """422 unless the domain adapter is the owner's and the model takes the options (loads models:
-    run it in a thread)."""
+    run it in a thread). Returns what to tell the user up front about the model (a slow serial
+    context model), or None."""
     if opts.domain not in (None, "auto"):
         try:
             rec_d = registry().domains.get(opts.domain)
@@ -81,7 +83,7 @@ def _check_payload(opts: EncodePayload, owner: str) -> None:
         if opts.adaptation != "none" and not is_adaptable(base.net):
             raise ModelError(
                 f"adaptation works with the variable-rate models (like 'default') and the "
-                f"bmshj2018-hyperprior / mbt2018-mean architectures, not {opts.model}"
+                f"bmshj2018-hyperprior / mbt2018-mean / mbt2018 / cheng2020 architectures, not {opts.model}"
             )
         if opts.adaptation != "none" and not base.lmbda_at(level) > 0:
             raise ModelError(f"model {opts.model} has no training lambda to adapt for")
@@ -90,6 +92,7 @@ def _check_payload(opts: EncodePayload, owner: str) -> None:
             raise InvalidTargetError(f"a target needs a variable-rate model (like 'default'), not {opts.model}")
     except ModelError as exc:
         raise ProblemError(422, exc.kind, "Invalid encode options", str(exc)) from None
+    return coding_notice(base.net)
 
 
 def _claim_key(res: Resources, owner: str, key: str, data: bytes, opts: EncodePayload) -> tuple[str, JobRecord | None]:
@@ -144,7 +147,7 @@ async def create_job(
     opts = _payload(model, quality, lmbda, adaptation, time_budget_s, domain)
     opts = _with_target(opts, target_bytes, target_bpp, target_psnr)
     data = await file.read()
-    await run_in_threadpool(_check_payload, opts, owner)
+    notice = await run_in_threadpool(_check_payload, opts, owner)
     callback = await run_in_threadpool(checked_callback, res.settings, callback_url)  # resolves DNS
     width, height = await run_in_threadpool(validate_image, data, res.settings.max_pixels)
     mask = await roi_mask.read() if roi_mask is not None else None
@@ -153,7 +156,7 @@ async def create_job(
     if prior is not None:
         response.status_code = 200
         response.headers["Location"] = f"/v1/jobs/{prior.id}"
-        return job_view(res, prior)
+        return job_view(res, prior).model_copy(update={"notice": notice})
     await run_in_threadpool(res.jobs.admit, owner, job_id)  # 429 before the upload is stored
     await run_in_threadpool(res.storage.put, upload_key(job_id), data)
     filename = (file.filename or "")[:255]
@@ -166,7 +169,7 @@ async def create_job(
         "job queued",
         extra={"job_id": job_id, "owner": owner, "bytes": len(data), "size": size, "options": opts.model_dump()},
     )
-    return job_view(res, rec, "queued")
+    return job_view(res, rec, "queued").model_copy(update={"notice": notice})
 
 
 @router.get("", response_model=JobList, summary="Your jobs, newest first, a page at a time")

@@ -7,7 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from codec.zoo import ModelError
-from codec.zoo.registry import SERVICE_ZOO_MODELS
+from codec.zoo.context_models import coding_notice
+from codec.zoo.registry import SERVICE_ZOO_MODELS, ZOO_MODELS
 from service.api.deps import ResourcesDep
 from service.core.errors import problem_response
 from service.core.model_registry import registry
@@ -63,8 +64,11 @@ async def models() -> list[ModelInfo]:
     def probe() -> list[ModelInfo]:
         reg = registry()
         out = []
-        # the embedded model, its kept previous versions (default@<hash>: old files decode), the zoo
-        for name in ["default", *reg.previous.names(), *SERVICE_ZOO_MODELS]:
+        # the embedded model, its kept previous versions (default@<hash>: old files decode), the zoo,
+        # and the checkpoints this service was given (UDIC_CHECKPOINTS)
+        fixed = {"default", *reg.previous.names(), *ZOO_MODELS}
+        checkpoints = [name for name in reg.names() if name not in fixed]
+        for name in ["default", *reg.previous.names(), *SERVICE_ZOO_MODELS, *checkpoints]:
             zoo = name in SERVICE_ZOO_MODELS
             try:
                 m = reg.get(name, 1 if zoo else None)
@@ -75,6 +79,7 @@ async def models() -> list[ModelInfo]:
                         qualities=m.quality_range,
                         hash=None if zoo else m.hash.hex(),
                         detail=m.description,
+                        notice=coding_notice(m.net),
                     )
                 )
             except ModelError as exc:
