@@ -32,8 +32,34 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from codec.bitstream import Container
+from codec.tiling import LATENT_STRIDE, TileLayout
+
 T = TypeVar("T")
 log = logging.getLogger("udic.api")
+
+#: working memory of one tile being synthesised, per pixel of its window (halo included): measured
+#: +65 MB for two 512-pixel tiles at once (576x576 windows, ~100 B/px), with a margin
+TILE_WINDOW_BYTES_PER_PIXEL = 128
+
+
+def decode_cost_bytes(
+    data: bytes, padded_pixels: int, whole_bytes_per_pixel: int, tiled_bytes_per_pixel: int, tile_workers: int
+) -> int:
+    """The memory a decode of ``data`` is admitted with, from its header alone.
+
+    A file with the TILING field (``codec.tiling``) decodes in tiles: what grows with the image is
+    the latents, the hyper-synthesis and the 8-bit output (measured 20-26 B a padded pixel at 12
+    and 48 Mpixel, docs/guide/tiling.md: ``tiled_bytes_per_pixel``), plus a fixed working set per
+    tile decoded at once (``tile_workers``, the decoder's threads). Every other file is estimated
+    as a whole-image decode (``whole_bytes_per_pixel``): single-tile files above the tiling
+    threshold may decode in tiles too, but not those of every model, so they keep the safe figure.
+    A corrupt TILING field raises ``BitstreamError`` (the caller's 422)."""
+    layout = TileLayout.from_container(Container.from_bytes(data))
+    if layout is None:
+        return padded_pixels * whole_bytes_per_pixel
+    window = ((layout.tile + 2 * layout.halo) * LATENT_STRIDE) ** 2
+    return padded_pixels * tiled_bytes_per_pixel + max(1, tile_workers) * window * TILE_WINDOW_BYTES_PER_PIXEL
 
 
 class DecoderBusy(Exception):

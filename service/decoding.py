@@ -53,7 +53,7 @@ from codec.zoo import ModelError, Registry
 from service.core.config import Settings, get_settings
 from service.core.errors import ProblemError
 from service.core.model_registry import registry, registry_for
-from service.decode_lanes import DecoderBusy, DecoderFailed, Lane
+from service.decode_lanes import DecoderBusy, DecoderFailed, Lane, decode_cost_bytes
 from service.metrics_registry import DECODE_SECONDS
 
 log = logging.getLogger("udic.api")
@@ -107,7 +107,13 @@ def plan_decode(data: bytes, settings: Settings) -> DecodePlan:
             f"the bitstream decodes to {w}x{h} pixels ({padded} once padded to multiples of {PAD_MULTIPLE}), "
             f"more than this server's limit of {settings.max_pixels}",
         )
-    return DecodePlan(w, h, padded, padded * settings.decode_bytes_per_pixel)
+    try:  # decoder processes run torch's default threads: one tile per core at once
+        cost = decode_cost_bytes(
+            data, padded, settings.decode_bytes_per_pixel, settings.decode_tiled_bytes_per_pixel, os.cpu_count() or 1
+        )
+    except BitstreamError as exc:
+        raise ProblemError(422, exc.kind, "Invalid bitstream", str(exc)) from None
+    return DecodePlan(w, h, padded, cost)
 
 
 def tiling_of(settings: Settings) -> TilingPolicy:

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     decode_bytes_per_pixel: int = Field(
         200, gt=0, description="decode memory per padded pixel (measured: peak minus an idle decoder process)"
     )
+    decode_tiled_bytes_per_pixel: int = Field(
+        32, gt=0, description="the same for files coded in tiles (measured 20-26), plus a fixed part per tile"
+    )
     decode_memory_budget_mb: int = Field(
         12288, gt=0, description="decode memory of both lanes; large decodes get what the small lane cannot use"
     )
