@@ -57,6 +57,7 @@ from codec.determinism import CANONICAL_DEVICE, best_device, canonical_compute
 from codec.entropy_chunks import decompress_grouped
 from codec.imageio import DEFAULT_MAX_PIXELS, PAD_MULTIPLE, CodecImage, check_pixel_limit, padded_size
 from codec.models.gained import GainedMeanScaleHyperprior
+from codec.models.wacnn import WACNN
 from codec.tiling import TileLayout, current_policy, release_heap, synthesis_tiled
 from codec.zoo.base import BaseModel
 from codec.zoo.context_models import is_context_model, serial_decompress, synthesis_view
@@ -265,6 +266,9 @@ def entropy_decode(base: BaseModel, c: Container, shape: tuple[int, int], level:
             lat = _hyperprior_latents(base.net, strings, shape)
         elif not base.variable_rate and is_context_model(base.net):
             lat = _context_latents(base.net, strings, shape)
+        elif not base.variable_rate and isinstance(base.net, WACNN):
+            y, sym = base.net.decompress_latents(strings, shape)  # slice by slice (codec.models.wacnn)
+            lat = Latents(y=y, g_s=base.net.g_s, symbols=sym, tileable=False)  # windows need the whole map
         else:
             x_hat, symbols = base.decompress(strings, shape, level)
             return Latents(y=None, g_s=None, symbols=symbols, x_hat=x_hat)

@@ -15,21 +15,29 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from codec.adaptation.adapters import unpack_adapters
+from codec.adaptation.backends import is_adaptable
+from codec.adaptation.encoder import AdaptiveEncoder, _real_cost, resolve_config
+from codec.adaptation.rate import hard_latents
 from codec.bitstream import BitstreamError, Container, Field, Section
-from codec.coder import decode_image, encode_report, read_header
+from codec.coder import decode_image, encode_report, encode_resolved, load_input, read_header
+from codec.determinism import canonical_compute
 from codec.models.wacnn import WACNN, load_published
 from codec.models.window_attention import relative_position_index
-from codec.zoo import ModelError, Registry
+from codec.progress import no_progress
+from codec.zoo import ModelError, ModelMismatchError, Registry, parse_checkpoint
+from codec.zoo.user_models import read_models, register_user_models
+from tests.wacnn_weights import write_random_wacnn
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDA = 0.025
-_OLD_EB = {"matrices": "_matrix", "biases": "_bias", "factors": "_factor"}
 
 
 def published_keys() -> dict[str, tuple[int, ...]]:
@@ -107,28 +115,6 @@ def published_keys() -> dict[str, tuple[int, ...]]:
     return keys
 
 
-def as_published(sd: dict[str, torch.Tensor]) -> dict[str, object]:
-    """Our state dict as the authors' training saves it (DataParallel, older CompressAI names)."""
-    out = {}
-    for k, v in sd.items():
-        parts = k.split(".")
-        if parts[0] == "entropy_bottleneck" and parts[1] in _OLD_EB:
-            k = f"entropy_bottleneck.{_OLD_EB[parts[1]]}{parts[2]}"
-        out[f"module.{k}"] = v
-    return {"epoch": 3, "state_dict": out, "loss": 1.0, "optimizer": {"state": {}}}
-
-
-def write_random_wacnn(path: Path, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    net = WACNN()
-    net.update(force=True)
-    with torch.no_grad():
-        net.g_a[7].weight.mul_(30.0)  # the last convolution before the final attention module
-        net.g_s[-1].bias.fill_(0.45)
-    torch.save(as_published(net.state_dict()), path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_random_wacnn(tmp_path_factory.mktemp("wacnn") / "wacnn_q3.pth.tar")
@@ -182,29 +168,85 @@ def test_window_index_and_one_line_refusal(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
-def _fresh_decode(data: bytes, ckpt: Path, tmp_path: Path) -> np.ndarray:
-    src, out = tmp_path / "f.udic", tmp_path / "f.npy"
-    src.write_bytes(data)
+def _cfg() -> dict[str, object]:
+    """Short stages with steps large enough to cross rounding bins in them; fp32 (no bf16)."""
+    return {"latent_iters": 12, "latent_lr": 0.05, "decoder_iters": 8, "decoder_lr": 0.02, "amp": False}
+
+
+@pytest.fixture(scope="module")
+def coded(registry: Registry, crop: Image.Image) -> dict[str, Any]:
+    """One refinement on the 64x64 crop: the plain file, the refined-latents file, the adapted file."""
+    base, level = registry.resolve("wacnn-mine")
+    img = load_input(crop)
+    cfg = resolve_config("fast", **_cfg())
+    enc = AdaptiveEncoder(base, img, level, cfg, torch.device("cpu"), no_progress, registry)
+    with torch.no_grad():
+        y0, z0 = enc.model.analysis(enc.x)
+    yg, z = enc.refine_latents(y0, z0)
+    with canonical_compute():  # as the final coding computes them
+        hard = hard_latents(enc.model, yg, z)
+        _, (y_sym, _) = enc.model.compress(yg, z)
+    symbols = (hard.y_hat - hard.params.means).round().to(torch.int32), y_sym
+    adapted = enc.adapters_file(yg, z)
+    assert adapted is not None, "the adapters came out all zero"
+    plain = encode_resolved(base, img, level, registry)
+    files = {"plain": plain, "latents": enc._code(yg, z, None), "adapters": adapted}
+    return {"files": files, "img": img, "lmbda": enc.lmbda, "symbols": symbols, "net": base.net}
+
+
+def test_refinement_lowers_the_real_rd_cost(coded: dict[str, Any]) -> None:
+    files, img = coded["files"], coded["img"]
+    assert is_adaptable(coded["net"]) and coded["lmbda"] == LAMBDA
+    cost = {k: _real_cost(r, img, LAMBDA) for k, r in files.items()}
+    assert cost["latents"] < 0.95 * cost["plain"], cost  # real files (bytes, decoded pixels)
+    assert cost["adapters"] < cost["plain"], cost
+    # the refinement's hard estimates round exactly as the file codes: the same integer symbols
+    hard_symbols, coded_symbols = coded["symbols"]
+    assert torch.equal(hard_symbols, coded_symbols)
+
+
+def test_plain_and_adapted_files_decode_bit_exactly_in_a_fresh_process(
+    coded: dict[str, Any], registry: Registry, ckpt: Path, tmp_path: Path
+) -> None:
+    plain, adapted = coded["files"]["plain"], coded["files"]["adapters"]
+    c = Container.from_bytes(adapted.data)
+    specs, _, _ = unpack_adapters(c.sections[Section.ADAPTERS])
+    assert [(s.position, s.channels, s.rank) for s in specs] == [(5, 192, 2)]  # seed 001: 768 parameters
+    for res in (plain, adapted):
+        assert Field.SYMBOLS_HASH in Container.from_bytes(res.data).fields
+    srcs = []
+    for i, res in enumerate((plain, adapted)):
+        srcs.append(tmp_path / f"{i}.udic")
+        srcs[-1].write_bytes(res.data)
     script = (
         "import sys, numpy as np; from pathlib import Path; from codec.coder import decode_image; "
         "from codec.zoo import Registry; r = Registry(); "
-        "r.register_checkpoint('wacnn-mine', Path(sys.argv[3]), 'wacnn'); "
-        "np.save(sys.argv[2], decode_image(open(sys.argv[1], 'rb').read(), registry=r).rgb)"
+        "r.register_checkpoint('wacnn-mine', Path(sys.argv[1]), 'wacnn'); "
+        "[np.save(f + '.npy', decode_image(open(f, 'rb').read(), registry=r, bit_exact=True).rgb) "
+        "for f in sys.argv[2:]]"
     )
-    subprocess.run([sys.executable, "-c", script, str(src), str(out), str(ckpt)], check=True, cwd=REPO, timeout=300)
-    return np.load(out)
-
-
-def test_plain_round_trip_is_bit_exact_in_a_fresh_process(
-    registry: Registry, ckpt: Path, kodak_crop: np.ndarray, tmp_path: Path
-) -> None:
-    img = Image.fromarray(kodak_crop)  # 128x96: padded to 128x128, windows need the padding
-    res = encode_report(img, "wacnn-mine", registry=registry)
-    c = Container.from_bytes(res.data)
-    assert Field.SYMBOLS_HASH in c.fields and read_header(res.data)["model"] == "wacnn-mine"
-    assert len(c.section(Section.Y)) > 100, "random latents should span several bins"
-    assert np.array_equal(_fresh_decode(res.data, ckpt, tmp_path), res.decoded.rgb)
+    subprocess.run([sys.executable, "-c", script, str(ckpt), *map(str, srcs)], check=True, cwd=REPO, timeout=600)
+    for src, res in zip(srcs, (plain, adapted), strict=True):
+        assert np.array_equal(np.load(f"{src}.npy"), res.decoded.rgb)
     # a changed y payload fails the symbol hash before any synthesis
     c.sections[Section.Y] = bytes(b ^ 0x5A for b in c.sections[Section.Y])
     with pytest.raises(BitstreamError, match=r"does not decode to what was encoded|corrupt"):
         decode_image(c.to_bytes(), registry=registry)
+
+
+def test_udic_models_add_keeps_the_hash_and_other_weights_refuse(ckpt: Path, crop: Image.Image, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "codec.cli", "models", "add", "wm", str(ckpt), "--arch", "wacnn", "--lambda", "0.025"]
+    added = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert added.returncode == 0, added.stderr
+    assert f"UDIC_CHECKPOINTS=wm={ckpt}@wacnn@0.025" in added.stdout
+    (kept,) = read_models(tmp_path / "var/storage/models.json")
+    reg = Registry(capacity=1)
+    assert register_user_models(reg, tmp_path / "var/storage/models.json") == []
+    assert reg.get("wm").hash.hex() == kept.weights_hash and kept.weights_hash in added.stdout
+    res = encode_report(crop, "wm", registry=reg)
+    assert read_header(res.data)["model_hash"] == kept.weights_hash
+    other = Registry(
+        capacity=1, checkpoints=[parse_checkpoint(f"wm={write_random_wacnn(tmp_path / 'o.pth', 1)}@wacnn")]
+    )
+    with pytest.raises(ModelMismatchError, match="different weights for model 'wm'"):
+        decode_image(res.data, registry=other)

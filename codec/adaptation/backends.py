@@ -16,6 +16,8 @@ model's plain bitstreams are coded, so the decoder needs nothing new:
 
 * :class:`~codec.adaptation.backend_context.ContextAdaptable`: CompressAI's autoregressive context
   models (``mbt2018``, ``cheng2020-*``): parallel rate for the optimisation, their own serial coding.
+* :class:`~codec.adaptation.backend_wacnn.WacnnAdaptable`: WACNN (``--arch wacnn`` checkpoints),
+  its channel-wise context in one training-mode pass for the rate, its own slice-wise coding.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 
 from codec.adaptation.synthesis import default_adapter_positions
 from codec.models.gained import EntropyParams, GainedMeanScaleHyperprior
+from codec.models.wacnn import is_wacnn
 from codec.zoo.context_models import is_context_model
 from codec.zoo.decompress import is_plain_hyperprior
 
@@ -178,12 +181,18 @@ def adaptable(net: nn.Module, q: Tensor) -> Adaptable:
         from codec.adaptation.backend_context import ContextAdaptable  # it subclasses Adaptable: import here
 
         return ContextAdaptable(net)
+    if is_wacnn(net):
+        from codec.adaptation.backend_wacnn import WacnnAdaptable  # it subclasses Adaptable: import here
+
+        return WacnnAdaptable(net)
     raise NotAdaptableError(
-        f"adaptive encoding supports the variable-rate models (like 'default') and the "
+        f"adaptive encoding supports the variable-rate models (like 'default'), wacnn and the "
         f"bmshj2018-hyperprior / mbt2018-mean / mbt2018 / cheng2020 architectures, not {type(net).__name__}"
     )
 
 
 def is_adaptable(net: nn.Module) -> bool:
     """Whether :func:`adaptable` accepts ``net`` (the service checks before queueing)."""
-    return isinstance(net, GainedMeanScaleHyperprior) or is_plain_hyperprior(net) or is_context_model(net)
+    return (
+        isinstance(net, GainedMeanScaleHyperprior) or is_plain_hyperprior(net) or is_context_model(net) or is_wacnn(net)
+    )

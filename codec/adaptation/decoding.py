@@ -18,6 +18,7 @@ from codec.adaptation.adapters import omp_values, split_params, unpack_adapters
 from codec.adaptation.synthesis import channels_after
 from codec.bitstream import BitstreamError, Container, Section
 from codec.models.gained import GainedMeanScaleHyperprior
+from codec.models.wacnn import is_wacnn
 from codec.zoo.base import BaseModel
 from codec.zoo.context_models import is_context_model, synthesis_view
 from codec.zoo.decompress import is_plain_hyperprior
@@ -31,7 +32,7 @@ def adapter_maps(base: BaseModel, c: Container) -> tuple[dict[int, Tensor], list
     net = base.net
     # the models codec.decoding synthesises through their g_s: gained, the plain zoo hyperpriors and
     # the context models (through their synthesis view)
-    zoo = not base.variable_rate and (is_plain_hyperprior(net) or is_context_model(net))
+    zoo = not base.variable_rate and (is_plain_hyperprior(net) or is_context_model(net) or is_wacnn(net))
     if not (isinstance(net, GainedMeanScaleHyperprior) or zoo):
         raise BitstreamError(f"bitstream has decoder adapters, which model {base.name} does not support")
     g_s = synthesis_view(net)

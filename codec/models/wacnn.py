@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from compressai.ans import RansDecoder, RansEncoder
@@ -235,7 +235,7 @@ class WACNN(CompressionModel):
         return {"x_hat": self.g_s(y).clamp_(0, 1), "symbols": symbols}
 
 
-def is_wacnn(net: nn.Module) -> bool:
+def is_wacnn(net: nn.Module) -> TypeGuard[WACNN]:
     return isinstance(net, WACNN)
 
 
