@@ -84,6 +84,7 @@ def main() -> None:
     args = ap.parse_args()
     with Image.open(args.image) as im:
         img = im.convert("RGB").resize((768, 512))
+    load_start = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch, quality in CASES:
@@ -94,7 +95,7 @@ def main() -> None:
         "rows": rows,
         "torch_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
-        "load_average_1m_at_end": os.getloadavg()[0],
+        "load_average_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],  # at start, at end
         "note": "random weights (time depends on the architecture); best of the repeats; shared 2-core machine",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
