@@ -144,7 +144,8 @@ def test_final_coding_is_compressais_own_and_the_hard_estimate_finds_its_symbols
 
 
 def test_plain_context_files_decode_as_before(checkpoints: dict[str, Path], crop: Image.Image) -> None:
-    """The decoder now runs a context model's synthesis itself (so adapters can fold in): a plain
+    """A plain encode codes as CompressAI's ``compress`` (and now keeps the symbols for the hash);
+    the decoder now runs a context model's synthesis itself (so adapters can fold in): a plain
     file still decodes to CompressAI's own ``decompress`` pixels."""
     from codec.coder import encode_report
 
@@ -153,6 +154,9 @@ def test_plain_context_files_decode_as_before(checkpoints: dict[str, Path], crop
         res = encode_report(crop, model=f"ctx-{arch}", registry=reg)
         base = reg.get(f"ctx-{arch}")
         c = Container.from_bytes(res.data)
+        assert Field.SYMBOLS_HASH in c.fields  # plain files carry the symbol hash too
+        with canonical_compute():
+            assert base.net.compress(pad_image(to_tensor(np.asarray(crop))))["strings"][0][0] == c.section(Section.Y)  # type: ignore[operator]
         w, h = c.image_size()
         with canonical_compute():
             x_hat = base.net.decompress([[c.section(Section.Y)], [c.section(Section.Z)]], (1, 1))["x_hat"]  # type: ignore[operator]

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from codec.zoo.context_models import is_context_model, serial_compress
 from codec.zoo.decompress import hyperprior_decompress, is_plain_hyperprior, padded_strings
 from codec.zoo.errors import InvalidQualityError
 from codec.zoo.levels import as_float32, check_lambda, quality_level
@@ -68,6 +69,11 @@ class BaseModel:
         if self.variable_rate:
             out: dict[str, Any] = self._coding.compress(x, self.level_tensor(level))
             return out
+        if is_context_model(self.net):  # CompressAI's compress, with the symbols kept
+            y = self._coding.g_a(x)
+            z = self._coding.h_a(y)
+            strings, symbols = serial_compress(self.net, y, z)
+            return {"strings": strings, "shape": z.size()[-2:], "symbols": symbols}
         out = dict(self._coding.compress(x))
         out["symbols"] = out.get("symbols")  # models of ours (WACNN) report them; CompressAI's do not
         if is_plain_hyperprior(self.net):
