@@ -11,6 +11,7 @@ latents span a few quantisation bins, and the synthesis outputs mid-grey.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -250,3 +251,53 @@ def test_udic_models_add_keeps_the_hash_and_other_weights_refuse(ckpt: Path, cro
     )
     with pytest.raises(ModelMismatchError, match="different weights for model 'wm'"):
         decode_image(res.data, registry=other)
+
+
+# ------------------------------------------------------------------------------------------ e2e
+@pytest.fixture(scope="module")
+def wacnn_stack(tmp_path_factory: pytest.TempPathFactory, ckpt: Path) -> Iterator[str]:
+    """Its own Redis, API and worker, given the WACNN checkpoint by ``UDIC_CHECKPOINTS``."""
+    from service import stack as st
+
+    try:
+        st.redis_server_binary()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    data = tmp_path_factory.mktemp("wacnn_stack")
+    redis_port, api_port = st.free_port(), st.free_port()
+    env = st.service_env(
+        {
+            "UDIC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "UDIC_STORAGE_ROOT": str(data / "storage"),
+            "UDIC_API_KEYS": "",
+            "UDIC_PROGRESS_INTERVAL_S": "0",
+            "UDIC_CHECKPOINTS": f"wacnn-svc={ckpt}@wacnn@{LAMBDA}",
+        }
+    )
+    procs = [st.start_redis(redis_port, data / "redis", data / "redis.log")]
+    try:
+        procs.append(st.start_api(api_port, env, data / "api.log"))
+        procs.append(st.start_worker(env, data / "worker.log"))
+        yield f"http://127.0.0.1:{api_port}"
+    finally:
+        for proc in reversed(procs):
+            st.stop(proc)
+
+
+@pytest.mark.e2e
+def test_service_accepts_an_adaptive_wacnn_job_and_decodes_it(wacnn_stack: str, ckpt: Path, crop: Image.Image) -> None:
+    from udic_client import Client
+
+    png = io.BytesIO()
+    crop.save(png, format="PNG")
+    c = Client(wacnn_stack, poll_interval=0.2)
+    job = c.wait(c.submit(png.getvalue(), model="wacnn-svc", adaptation="fast", time_budget_s=15).id, timeout=600)
+    assert job.state == "finished" and job.metrics is not None and job.metrics.adaptation == "fast"
+    assert job.metrics.adaptation_choice in ("plain", "latents", "latents+adapters")  # the budget may end it early
+    assert job.metrics.rd_saving_pct >= 0.0
+    data = c.download(job.id)
+    served = np.asarray(c.decode(data, format="pil").convert("RGB")).astype(int)  # the API's decode, on its threads
+    reg = Registry()
+    reg.register_checkpoint("wacnn-svc", ckpt, "wacnn")
+    exact = decode_image(data, registry=reg, bit_exact=True).rgb.astype(int)
+    assert np.abs(served - exact).max() <= 1 and np.mean(served != exact) < 0.01  # thread-count rounding only
