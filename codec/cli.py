@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ma.add_argument("name", help="the name bitstreams and -m will use")
     ma.add_argument("path", help="the checkpoint file (a state dict of --arch, or a gained training checkpoint)")
-    ma.add_argument("--arch", help="its CompressAI architecture, e.g. mbt2018-mean or bmshj2018-hyperprior")
+    ma.add_argument("--arch", help="its architecture: CompressAI's (e.g. mbt2018-mean, bmshj2018-hyperprior) or wacnn")
     ma.add_argument("--lambda", dest="lmbda", type=float, help="the lambda it was trained for (needed by --adapt)")
     ma.set_defaults(func=cmd_models_add)
     return p
