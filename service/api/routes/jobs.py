@@ -82,7 +82,7 @@ def _check_payload(opts: EncodePayload, owner: str) -> str | None:
         base, level = registry().resolve(opts.model, opts.quality, opts.lmbda)
         if opts.adaptation != "none" and not is_adaptable(base.net):
             raise ModelError(
-                f"adaptation works with the variable-rate models (like 'default') and the "
+                f"adaptation works with the variable-rate models (like 'default'), wacnn and the "
                 f"bmshj2018-hyperprior / mbt2018-mean / mbt2018 / cheng2020 architectures, not {opts.model}"
             )
         if opts.adaptation != "none" and not base.lmbda_at(level) > 0:
