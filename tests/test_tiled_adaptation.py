@@ -104,10 +104,11 @@ def test_the_tile_by_tile_loss_is_the_whole_image_loss(photo: Image.Image) -> No
 def test_adapters_trained_on_tiles_decode_in_tiles(photo: Image.Image) -> None:
     """Per-image adapters trained tile by tile go into an ordinary ADAPTERS section and apply in
     every tile of the decode: the file decodes to the pixels the encoder verified."""
-    _, tiles = _encoders(photo, decoder_iters=6)
+    whole, tiles = _encoders(photo, decoder_iters=20, amp=False)
     with torch.no_grad():
         y, z = tiles.analysis()
     yg = tiles.model.coded(y)
+    torch.manual_seed(0)
     trained = tiles.train_adapters(yg, z)
     assert trained is not None
     specs, ints = trained
@@ -115,6 +116,14 @@ def test_adapters_trained_on_tiles_decode_in_tiles(photo: Image.Image) -> None:
     res = tiles._code(yg, z, {Section.ADAPTERS: pack_adapters(specs, ints, cfg.delta, cfg.prior_scale)}, ints)
     assert Section.ADAPTERS in Container.from_bytes(res.data).sections
     assert np.array_equal(decode_image(res.data).rgb, res.decoded.rgb)
+    # in fp32 the same training as on the whole image, to the integer weights (each step's gradient
+    # is that pass's alone: a stale one added in made the adapters 6 % worse than the whole-image ones)
+    torch.manual_seed(0)
+    same = whole.train_adapters(yg, z)
+    assert same is not None
+    ref = whole._code(yg, z, {Section.ADAPTERS: pack_adapters(*same, cfg.delta, cfg.prior_scale)}, same[1])
+    agree = np.mean(np.array(ints) == np.array(same[1]))
+    assert agree > 0.9
 
 
 def test_small_images_and_the_quantisation_step_stay_whole_image(photo: Image.Image) -> None:

@@ -257,6 +257,7 @@ def refine_latents(enc: TiledAdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[T
         tau = sga_temperature(it, total)
         # z relaxed once per pass (one noise draw for every window, as in the whole-image step);
         # the windows read a detached copy, whose gradient is carried back through z_t at the end
+        z.grad = None  # the optimiser leaves the last step's gradient: this pass must not add to it
         z_t = sga_round(z - med, tau) + med if train_z else torch.round(z.detach() - med) + med
         zb = z_bits(model.entropy_bottleneck, z_t)
         z_in = z_t.detach().requires_grad_(train_z)
@@ -342,6 +343,7 @@ def train_adapters(enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[li
 
     def step(_: int) -> Tensor:
         value, last["bits"], last["sse"] = 0.0, z_bits_fixed, 0.0
+        w.grad = None  # the optimiser leaves the last step's gradient: the tiles must not add to it
         for sse, bits in _tail_pass(enc, yg, z, first, tail):
             loss = enc.distortion(sse)
             if torch.isfinite(loss):
@@ -374,7 +376,7 @@ def train_omp(enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[int, Te
     total = cfg.decoder_iters
 
     def step(_: int) -> Tensor:
-        value = 0.0
+        value, scale.grad = 0.0, None  # not on top of the last step's gradient
         for sse, _bits in _tail_pass(enc, yg, z, position, lambda f: run_layers(g_s, f * scale, position + 1)):
             mse = sse / (3.0 * enc.pixels)
             if torch.isfinite(mse):
