@@ -301,3 +301,16 @@ def test_service_accepts_an_adaptive_wacnn_job_and_decodes_it(wacnn_stack: str, 
     reg.register_checkpoint("wacnn-svc", ckpt, "wacnn")
     exact = decode_image(data, registry=reg, bit_exact=True).rgb.astype(int)
     assert np.abs(served - exact).max() <= 1 and np.mean(served != exact) < 0.01  # thread-count rounding only
+
+
+def test_dr_posterior_samples_wacnn_hyper_analysis_with_dropout() -> None:
+    """``dr`` (seed 002) estimates p(z|y) by MC dropout after h_a's activations; WACNN's are GELUs.
+    Without dropout there the posterior variance is 0 and the regulariser explodes."""
+    from codec.adaptation.stages import _dropout_hyper_encoder
+
+    h_a = WACNN().h_a
+    drop = _dropout_hyper_encoder(h_a, 0.5).train()
+    assert sum(isinstance(m, torch.nn.Dropout) for m in drop) == 4
+    with torch.no_grad():
+        samples = drop(torch.randn(1, 320, 8, 8).expand(8, -1, -1, -1))
+    assert float(samples.var(0).mean()) > 0

@@ -47,7 +47,7 @@ def _dropout_hyper_encoder(h_a: nn.Sequential, p: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for layer in h_a:
         layers.append(layer)
-        if isinstance(layer, nn.LeakyReLU | nn.ReLU):
+        if isinstance(layer, nn.LeakyReLU | nn.ReLU | nn.GELU):  # GELU: WACNN's hyper-analysis
             layers.append(nn.Dropout(p))
     return nn.Sequential(*layers)
 
