@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 import torch
-from compressai.ans import RansDecoder, RansEncoder
+from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN, conv3x3, subpel_conv3x3
 from compressai.models.base import CompressionModel
@@ -189,13 +189,15 @@ class WACNN(CompressionModel):
         coded = self.channel_context(y, self.hyper_maps(z_hat), torch.round)
         y_sym = coded.residual.to(torch.int32)
         indexes = gc.build_indexes(coded.scales)
-        y_string = RansEncoder().encode_with_indexes(
-            y_sym.reshape(-1).tolist(),
-            indexes.reshape(-1).tolist(),
+        tables = (
             gc.quantized_cdf.tolist(),
             gc.cdf_length.reshape(-1).int().tolist(),
             gc.offset.reshape(-1).int().tolist(),
         )
+        encoder = BufferedRansEncoder()  # one string, slice by slice: Python lists of one slice at a time
+        for sym, idx in zip(y_sym.chunk(SLICES, 1), indexes.chunk(SLICES, 1), strict=True):
+            encoder.encode_with_indexes(sym.reshape(-1).tolist(), idx.reshape(-1).tolist(), *tables)
+        y_string = encoder.flush()
         return {
             "strings": [[y_string], z_strings],
             "shape": tuple(z.size()[-2:]),
