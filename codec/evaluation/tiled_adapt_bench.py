@@ -166,8 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(res), flush=True)
         if args.out:
-            record(args.out, case, res)
+            record(args.out, result_key(case, args.latent_iters, args.decoder_iters), res)
     return 0
+
+
+def result_key(case: str, latent_iters: int, decoder_iters: int) -> str:
+    """The case's key in the JSON file: its name for the full ``fast`` schedule, else with the
+    iterations it ran (``rd2mp-tiled@50+20``), so a scaled-down run never replaces a full one."""
+    return case if (latent_iters, decoder_iters) == (250, 100) else f"{case}@{latent_iters}+{decoder_iters}"
 
 
 def record(out: Path, case: str, res: dict[str, object]) -> None:
