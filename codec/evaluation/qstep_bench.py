@@ -48,6 +48,16 @@ def _rows(folders: list[Path]) -> list[dict[str, str]]:
     return rows
 
 
+def _complete(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows of the images that have every (quality, method) of the run: a benchmark cut short
+    leaves an image half done, which would mix image sets across the mean curve's qualities."""
+    need = {(r["quality"], r["method"]) for r in rows}
+    have: dict[str, set[tuple[str, str]]] = {}
+    for r in rows:
+        have.setdefault(r["image"], set()).add((r["quality"], r["method"]))
+    return [r for r in rows if have[r["image"]] >= need]
+
+
 def _curve(rows: list[dict[str, str]], method: str) -> tuple[list[float], list[float]]:
     """Mean (bpp, PSNR) over the images at each quality where the method has every image."""
     bpps, psnrs = [], []
@@ -68,7 +78,7 @@ def rd_table(rows: list[dict[str, str]], domains: list[str]) -> dict[str, dict[s
     base = default_registry().get("default")
     out: dict[str, dict[str, Any]] = {}
     for domain in domains:
-        sel = [r for r in rows if r["domain"] == domain]
+        sel = _complete([r for r in rows if r["domain"] == domain])
         if not sel:
             continue
         by_key = {(r["image"], r["quality"], r["method"]): r for r in sel}
