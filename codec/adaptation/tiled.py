@@ -3,8 +3,8 @@
 Above the tiling threshold (``codec.tiling``: ``UDIC_TILE_THRESHOLD_PIXELS`` / ``UDIC_TILE_PX``,
 the settings the plain tiled encode uses) the latent refinement and the adapter / OMP training
 never run the synthesis on the whole image. The whole latents y and z stay in memory (1/256 and
-1/4096 of the pixels, with the optimiser's state about 18 bytes a pixel); what is computed per
-tile is the synthesis, whose feature maps are what made a 12 Mpixel ``fast`` encode take 7 GB.
+1/4096 of the pixels; with their gradient and the optimiser's state, measured 23 bytes a pixel);
+what runs per tile is the synthesis, whose feature maps made a 12 Mpixel ``fast`` encode take 7 GB.
 
 **The loss, tile by tile.** For each tile (:class:`codec.tiling.LatentWindow`) the hyper-synthesis
 runs on the tile's z positions plus a halo, the relaxed (SGA) latents of the tile and its y halo go
@@ -20,13 +20,13 @@ after its forward pass (so only one tile's graph is alive), its gradient is adde
 y/z gradient, and after the last tile the optimiser takes *one* step on the whole y and z. That is
 the whole-image optimisation of the preset, step for step: the same iteration count, learning rate,
 lr drop, SGA temperature schedule, early stop and best-of-ten hard-rounded check, so the RD saving
-of ``fast`` carries over (docs/bench/tiled_adapt.json). Stepping one tile at a time instead (250
-steps per tile with its neighbours frozen) would cost the same, but optimise each tile against
-stale neighbours, with ten times the hard checks. The work is the whole-image work times the halo
-overhead, ((32 + 2*2) / 32)^2 = 1.27 for 512-pixel tiles, plus, in the adapter stage, the
-synthesis up to the first adapter: the whole-image stage computes it once and keeps it, which at
-12 Mpixel is 2.3 GB of features, so here it is recomputed per tile and iteration (in bf16 where
-that is fast). An iteration is long on a large image, and a time budget is checked between
+of ``fast`` carries over (docs/bench/tiled_adapt.json: 6.69 % tiled, 6.74 % whole at 2 Mpixel).
+Stepping one tile at a time instead (250 steps per tile with its neighbours frozen) would cost the
+same, but optimise each tile against stale neighbours, with ten hard checks per tile. The work is
+the whole-image work times the halo overhead, ((32 + 2*2) / 32)^2 = 1.27 for 512-pixel tiles, plus,
+in the adapter stage, the synthesis up to the first adapter: the whole-image stage computes it
+once and keeps it, which at 48 Mpixel is 2.3 GB of features, so here it is recomputed per tile and
+iteration (in bf16 where that is fast). An iteration is long on a large image, and a time budget is checked between
 iterations, so a budget may be overrun by up to one pass.
 
 The final coding is the plain tiled coding (grouped entropy coding, ``Field.TILING``, verification
