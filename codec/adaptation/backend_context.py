@@ -1,4 +1,4 @@
-""":class:`~codec.adaptation.backends.Adaptable` for CompressAI's autoregressive context models:
+""":class:`~codec.adaptation.adaptable.Adaptable` for CompressAI's autoregressive context models:
 ``mbt2018`` (``JointAutoregressiveHierarchicalPriors``), ``cheng2020-anchor`` and ``cheng2020-attn``.
 
 Their Gaussian's means and scales depend on y itself: a masked 5x5 convolution over the already
@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from codec.adaptation.backends import Adaptable, Rounding
+from codec.adaptation.adaptable import Adaptable, Rounding
 from codec.models.gained import EntropyParams
 from codec.zoo.context_models import context_params, serial_compress, synthesis_view
 

@@ -1,4 +1,4 @@
-""":class:`~codec.adaptation.backends.Adaptable` for WACNN (:mod:`codec.models.wacnn`), the base
+""":class:`~codec.adaptation.adaptable.Adaptable` for WACNN (:mod:`codec.models.wacnn`), the base
 model of seeds 001 and 002.
 
 WACNN's Gaussian means and scales depend on y itself through the channel-wise context: slice i's
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from codec.adaptation.backends import Adaptable, Rounding
+from codec.adaptation.adaptable import Adaptable, Rounding
 from codec.models.gained import EntropyParams
 from codec.models.wacnn import WACNN
 

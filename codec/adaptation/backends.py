@@ -1,8 +1,10 @@
 """What the adaptive encode needs of a base model, per architecture: one small interface.
 
 The stages (:mod:`codec.adaptation.stages`) optimise latents and adapters through an
-:class:`Adaptable`: the analysis, the latent in the domain it is coded in, the entropy parameters
-(means are zeros for a scale-only Gaussian), the synthesis (a plain ``nn.Sequential``, so adapters
+:class:`~codec.adaptation.adaptable.Adaptable` (the interface has its own module, so that the
+implementations in other modules and the choice among them here import no cycle): the analysis,
+the latent in the domain it is coded in, the entropy parameters (means are zeros for a scale-only
+Gaussian), the synthesis (a plain ``nn.Sequential``, so adapters
 hook after its layers) and the final entropy coding. Each implementation codes exactly as that
 model's plain bitstreams are coded, so the decoder needs nothing new:
 
@@ -22,75 +24,31 @@ model's plain bitstreams are coded, so the decoder needs nothing new:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
-from codec.adaptation.synthesis import default_adapter_positions
+from codec.adaptation.adaptable import Adaptable, NotAdaptableError, Rounding
+from codec.adaptation.backend_context import ContextAdaptable
+from codec.adaptation.backend_wacnn import WacnnAdaptable
 from codec.models.gained import EntropyParams, GainedMeanScaleHyperprior
 from codec.models.wacnn import is_wacnn
 from codec.zoo.context_models import is_context_model
 from codec.zoo.decompress import is_plain_hyperprior
 
-#: soft rounding of the optimisation (SGA at a temperature), applied to y minus its means
-Rounding = Callable[[Tensor], Tensor]
-
-
-class NotAdaptableError(ValueError):
-    """The model has no :class:`Adaptable` form (a context model, a factorised prior, ...)."""
-
-
-class Adaptable:
-    """A base model as the adaptive encode sees it; subclasses fill in the architecture."""
-
-    net: nn.Module
-    g_s: nn.Sequential
-    h_a: nn.Sequential
-    entropy_bottleneck: EntropyBottleneck
-    gaussian_conditional: GaussianConditional
-
-    def analysis(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Continuous (y, z) of a padded image, y in the network's own domain."""
-        raise NotImplementedError
-
-    def coded(self, y: Tensor) -> Tensor:
-        """y in the domain the entropy coder rounds (the gained domain for gained models)."""
-        return y
-
-    def hyper_input(self, yc: Tensor) -> Tensor:
-        """What ``h_a`` reads, from a coded-domain y (the DR posterior samples ``h_a`` on it)."""
-        raise NotImplementedError
-
-    def z_medians(self) -> Tensor:
-        return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
-
-    def entropy_params(self, z_hat: Tensor) -> EntropyParams:
-        """Gaussian means (zeros for scale-only models) and scales of the coded y."""
-        raise NotImplementedError
-
-    def quantize(self, yc: Tensor, p: EntropyParams, rounding: Rounding | None = None) -> tuple[Tensor, EntropyParams]:
-        """y rounded as the coder rounds it (soft with ``rounding``, hard with None) and the entropy
-        parameters it is coded with; ``p`` is :meth:`entropy_params` of the (rounded) z. Around the
-        means here; context models override it (their parameters depend on y itself)."""
-        return (torch.round(yc - p.means) if rounding is None else rounding(yc - p.means)) + p.means, p
-
-    def adapter_positions(self) -> tuple[int, ...]:
-        """Where adapters go in ``g_s`` when the configuration names no positions."""
-        return default_adapter_positions(self.g_s)
-
-    def synthesis_input(self, y_hat: Tensor, p: EntropyParams) -> Tensor:
-        """The input of ``g_s`` for coded, rounded latents."""
-        return y_hat
-
-    def synthesize(self, y_hat: Tensor, p: EntropyParams) -> Tensor:
-        return self.g_s(self.synthesis_input(y_hat, p))
-
-    def compress(self, yc: Tensor, z: Tensor) -> tuple[list[list[bytes]], list[Tensor]]:
-        """(strings [y, z], integer symbols [y, z]) of given latents; call under canonical compute."""
-        raise NotImplementedError
+#: the interface (:mod:`codec.adaptation.adaptable`) is imported from here too
+__all__ = [
+    "Adaptable",
+    "ContextAdaptable",
+    "GainedAdaptable",
+    "NotAdaptableError",
+    "Rounding",
+    "WacnnAdaptable",
+    "ZooAdaptable",
+    "adaptable",
+    "is_adaptable",
+]
 
 
 class GainedAdaptable(Adaptable):
@@ -178,12 +136,8 @@ def adaptable(net: nn.Module, q: Tensor) -> Adaptable:
     if is_plain_hyperprior(net):
         return ZooAdaptable(net)
     if is_context_model(net):
-        from codec.adaptation.backend_context import ContextAdaptable  # it subclasses Adaptable: import here
-
         return ContextAdaptable(net)
     if is_wacnn(net):
-        from codec.adaptation.backend_wacnn import WacnnAdaptable  # it subclasses Adaptable: import here
-
         return WacnnAdaptable(net)
     raise NotAdaptableError(
         f"adaptive encoding supports the variable-rate models (like 'default'), wacnn and the "
