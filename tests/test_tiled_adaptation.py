@@ -75,14 +75,14 @@ def test_it_lowers_the_real_rd_cost_against_the_plain_tiled_encode(adapted: Adap
     assert adapted.rd_saving_pct > 0
 
 
-def _encoders(photo: Image.Image, **overrides: object) -> tuple[AdaptiveEncoder, tiled.TiledAdaptiveEncoder]:
+def _encoders(photo: Image.Image, **overrides: object) -> tuple[AdaptiveEncoder, AdaptiveEncoder]:
     reg = default_registry()
     base, img = reg.get("default"), load_image(photo)
     cfg = resolve_config("fast", **overrides)
     whole = AdaptiveEncoder(base, img, 3.0, cfg, torch.device("cpu"), no_progress, reg)
     with tiling_policy(POLICY):
-        assert tiled.encoder_class(base, img, cfg) is tiled.TiledAdaptiveEncoder
-        tiles = tiled.TiledAdaptiveEncoder(base, img, 3.0, cfg, torch.device("cpu"), no_progress, reg)
+        tiles = AdaptiveEncoder(base, img, 3.0, cfg, torch.device("cpu"), no_progress, reg)
+    assert whole.tiles is None and tiles.tiles is not None and tiles.x.numel() == 0
     return whole, tiles
 
 
@@ -127,9 +127,10 @@ def test_adapters_trained_on_tiles_decode_in_tiles(photo: Image.Image) -> None:
 
 def test_small_images_and_the_quantisation_step_stay_whole_image(photo: Image.Image) -> None:
     base, img = default_registry().get("default"), load_image(photo)
-    assert tiled.encoder_class(base, img, resolve_config("fast")) is AdaptiveEncoder  # default threshold
+    assert tiled.plan(base, img, resolve_config("fast")) is None  # the default threshold
     with tiling_policy(POLICY):
-        assert tiled.encoder_class(base, img, resolve_config("fast", qstep=True)) is AdaptiveEncoder
+        assert tiled.plan(base, img, resolve_config("fast")) is not None
+        assert tiled.plan(base, img, resolve_config("fast", qstep=True)) is None
     odd = TilingPolicy(threshold_pixels=0, layout=TileLayout(tile=5, halo=2))  # not whole z positions
     with tiling_policy(odd):
-        assert tiled.encoder_class(base, img, resolve_config("fast")) is AdaptiveEncoder
+        assert tiled.plan(base, img, resolve_config("fast")) is None

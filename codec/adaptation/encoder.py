@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codec.adaptation import stages
+from codec.adaptation import stages, tiled
 from codec.adaptation.adapters import AdapterSpec, dequantised_omp, pack_adapters, pack_omp
 from codec.adaptation.backends import Adaptable, NotAdaptableError, adaptable
 from codec.adaptation.config import PRESETS, AdaptConfig
@@ -132,6 +132,9 @@ class AdaptiveEncoder:
         if not self.lmbda > 0:
             raise InvalidQualityError(f"model {base.name} has no training lambda to adapt for (a checkpoint: give one)")
         self.q = torch.tensor([level], dtype=torch.float32, device=device)
+        self.tiles = tiled.plan(base, img, cfg)  # above the tiling threshold: codec.adaptation.tiled
+        if self.tiles is not None:
+            self.coder = self.tiles.coder(level)
         self.x = self.padded_input()
         self.h, self.w = img.height, img.width
         self.pixels = float(self.h * self.w)
@@ -166,18 +169,22 @@ class AdaptiveEncoder:
     # --- what the tiled encoder (codec.adaptation.tiled) replaces ---------------------
     def padded_input(self) -> Tensor:
         """The padded float image the stages compare with."""
+        if self.tiles is not None:  # the tiles read the image itself, never a whole float copy
+            return torch.empty(0)
         return pad_image(to_tensor(self.img.rgb)).to(self.device)
 
     def analysis(self) -> tuple[Tensor, Tensor]:
         """Continuous (y, z) of the image, to start the refinement from."""
-        return self.model.analysis(self.x)
+        return self.model.analysis(self.x) if self.tiles is None else self.tiles.analysis(self)
 
     def coding_fields(self) -> dict[int, bytes]:
         """Header fields every candidate file carries besides the symbol hash."""
-        return {}
+        return {} if self.tiles is None else self.tiles.coding_fields()
 
     def real_cost(self, res: EncodeResult) -> float:
         """The real RD cost of a candidate file (what the final choice compares)."""
+        if self.tiles is not None:
+            return self.tiles.real_cost(self, res)
         return _real_cost(res, self.img, self.lmbda, self.roi)
 
     # --- shared pieces (the trainers of codec.adaptation.stages use them) -------------
@@ -200,15 +207,15 @@ class AdaptiveEncoder:
     # --- the trainers (codec.adaptation.stages) ----------------------------------------
     def refine_latents(self, y0: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
         """Stage 1: refined (gained y, z), the best iterate by its hard-rounded RD loss."""
-        return stages.refine_latents(self, y0, z0)
+        return (stages if self.tiles is None else tiled).refine_latents(self, y0, z0)
 
     def train_adapters(self, yg: Tensor, z: Tensor) -> tuple[list[AdapterSpec], list[int]] | None:
         """Stage 2: adapter weights for fixed latents; None if they came out all zero."""
-        return stages.train_adapters(self, yg, z)
+        return (stages if self.tiles is None else tiled).train_adapters(self, yg, z)
 
     def train_omp(self, yg: Tensor, z: Tensor) -> tuple[int, Tensor]:
         """Stage 2, the OMP alternative: (position, channel multipliers) for fixed latents."""
-        return stages.train_omp(self, yg, z)
+        return (stages if self.tiles is None else tiled).train_omp(self, yg, z)
 
     # --- final coding -----------------------------------------------------------------
     def _code(
@@ -307,10 +314,7 @@ def encode_with_config(
         res = encode_resolved(base, img, level, registry, progress)
         cost = _real_cost(res, img, base.lmbda_at(level))
         return AdaptiveResult(res, "plain", {"plain": cost}, {}, points={"plain": (res.bpp, res.psnr)})
-    from codec.adaptation.tiled import encoder_class  # it subclasses AdaptiveEncoder: not at the top
-
-    make = encoder_class(base, img, cfg)  # tiles above the tiling threshold (codec.adaptation.tiled)
-    return make(base, img, level, cfg, device or best_device(), progress, registry, roi).run()
+    return AdaptiveEncoder(base, img, level, cfg, device or best_device(), progress, registry, roi).run()
 
 
 def adaptive_encode(

@@ -37,7 +37,7 @@ inside every tile as they do for plain tiled files.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,7 +47,6 @@ from codec.adaptation import stages
 from codec.adaptation.adapters import AdapterSpec, apply_adapter, as_stored, logistic_bits, split_params
 from codec.adaptation.backends import Adaptable, GainedAdaptable
 from codec.adaptation.config import AdaptConfig
-from codec.adaptation.encoder import AdaptiveEncoder
 from codec.adaptation.loop import optimise
 from codec.adaptation.rate import gaussian_nll_bits, y_bits, z_bits
 from codec.adaptation.sga import sga_round, sga_temperature
@@ -69,6 +68,9 @@ from codec.tiling import (
 )
 from codec.zoo.base import BaseModel
 
+if TYPE_CHECKING:  # the encoder calls these functions: a run-time import would be a cycle
+    from codec.adaptation.encoder import AdaptiveEncoder
+
 ROW_BLOCK = 256  # image rows per block of the real-cost sum (bounds its float64 temporaries)
 
 
@@ -80,14 +82,13 @@ def tiled_layout(base: BaseModel, img: CodecImage) -> TileLayout | None:
     return layout if layout is not None and layout.tile % Z_STRIDE == 0 else None
 
 
-def encoder_class(base: BaseModel, img: CodecImage, cfg: AdaptConfig) -> type[AdaptiveEncoder]:
-    """:class:`TiledAdaptiveEncoder` above the tiling threshold, else :class:`AdaptiveEncoder`.
+def plan(base: BaseModel, img: CodecImage, cfg: AdaptConfig) -> Tiles | None:
+    """The tiles an adaptive encode of ``img`` runs in (:class:`Tiles`), or None: whole-image.
 
     The adaptive quantisation step (``cfg.qstep``, ``codec.adaptation.qstep``) is optimised by the
     whole-image refinement only: such an encode stays whole-image (and its memory with it)."""
-    if cfg.qstep or tiled_layout(base, img) is None:
-        return AdaptiveEncoder
-    return TiledAdaptiveEncoder
+    layout = None if cfg.qstep else tiled_layout(base, img)
+    return None if layout is None else Tiles(base, img, layout)
 
 
 class _GroupedCoder(GainedAdaptable):
@@ -99,71 +100,63 @@ class _GroupedCoder(GainedAdaptable):
         return out["strings"], out["symbols"]
 
 
-class TiledAdaptiveEncoder(AdaptiveEncoder):
-    """:class:`AdaptiveEncoder` whose stages see the image tile by tile (see the module notes)."""
+class Tiles:
+    """What an adaptive encode above the tiling threshold does differently: the hooks of
+    :class:`~codec.adaptation.encoder.AdaptiveEncoder` call these when its ``tiles`` is set."""
 
-    def __init__(self, base: BaseModel, img: CodecImage, *args: Any, **kwargs: Any):
-        layout = tiled_layout(base, img)
-        if layout is None:
-            raise ValueError("the tiled adaptive encode needs an image above the tiling threshold")
-        self.layout = layout
-        super().__init__(base, img, *args, **kwargs)
-        assert isinstance(base.net, GainedMeanScaleHyperprior)  # tiled_layout: gained models only
-        self.coder = _GroupedCoder(base.net, torch.tensor([self.level], dtype=torch.float32))
+    def __init__(self, base: BaseModel, img: CodecImage, layout: TileLayout):
+        net = base.net
+        assert isinstance(net, GainedMeanScaleHyperprior)  # tiled_layout: gained models only
+        self.net, self.layout = net, layout
         pw, ph = padded_size(img.width, img.height)
         self.windows = latent_windows(ph // LATENT_STRIDE, pw // LATENT_STRIDE, layout)
 
-    # --- the hooks of AdaptiveEncoder ----------------------------------------------------
-    def padded_input(self) -> Tensor:
-        return torch.empty(0)  # never a float copy of the whole image: tiles read self.img.rgb
+    def coder(self, level: float) -> Adaptable:
+        """The final coding: the plain tiled encode's grouped entropy coding."""
+        return _GroupedCoder(self.net, torch.tensor([level], dtype=torch.float32))
 
-    def analysis(self) -> tuple[Tensor, Tensor]:
-        net = self.base.net
-        assert isinstance(net, GainedMeanScaleHyperprior)
-        y = analysis_tiled(net.g_a, self.img.rgb, self.layout, net.M).to(self.device)
+    def analysis(self, enc: AdaptiveEncoder) -> tuple[Tensor, Tensor]:
+        """(y, z) from the tiled analysis, never a float copy of the whole image."""
+        y = analysis_tiled(self.net.g_a, enc.img.rgb, self.layout, self.net.M).to(enc.device)
         release_heap()
-        return y, self.model.h_a(y)
+        return y, enc.model.h_a(y)
 
     def coding_fields(self) -> dict[int, bytes]:
         return {Field.TILING: self.layout.to_bytes()}
 
-    def real_cost(self, res: EncodeResult) -> float:
+    def real_cost(self, enc: AdaptiveEncoder, res: EncodeResult) -> float:
         """bpp + lambda*255^2*MSE of a real file, summed in row blocks (no whole float64 image)."""
-        got, ref, sse = res.decoded.rgb, self.img.rgb, 0.0
+        got, ref, sse = res.decoded.rgb, enc.img.rgb, 0.0
         for r in range(0, ref.shape[0], ROW_BLOCK):
             err = ((got[r : r + ROW_BLOCK].astype(np.float64) - ref[r : r + ROW_BLOCK]) / 255.0) ** 2
-            sse += float((err if self.roi is None else err * self.roi[r : r + ROW_BLOCK, :, None]).sum())
-        return res.bpp + self.lmbda * 255.0**2 * sse / ref.size
+            sse += float((err if enc.roi is None else err * enc.roi[r : r + ROW_BLOCK, :, None]).sum())
+        return res.bpp + enc.lmbda * 255.0**2 * sse / ref.size
 
-    def refine_latents(self, y0: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
-        return refine_latents(self, y0, z0)
-
-    def train_adapters(self, yg: Tensor, z: Tensor) -> tuple[list[AdapterSpec], list[int]] | None:
-        return train_adapters(self, yg, z)
-
-    def train_omp(self, yg: Tensor, z: Tensor) -> tuple[int, Tensor]:
-        return train_omp(self, yg, z)
-
-    # --- per tile ---------------------------------------------------------------------
-    def own_sse(self, x_hat: Tensor, win: LatentWindow) -> Tensor:
+    def own_sse(self, enc: AdaptiveEncoder, x_hat: Tensor, win: LatentWindow) -> Tensor:
         """Squared error (ROI-weighted when there is a map) of the tile's own real pixels, from the
         synthesis output of its window (clamped to [0, 1] as decoded)."""
         r0, _, c0, _ = win.tile
         top, left = r0 * LATENT_STRIDE, c0 * LATENT_STRIDE
-        bottom = min(win.tile[1] * LATENT_STRIDE, self.h)
-        right = min(win.tile[3] * LATENT_STRIDE, self.w)
+        bottom = min(win.tile[1] * LATENT_STRIDE, enc.h)
+        right = min(win.tile[3] * LATENT_STRIDE, enc.w)
         oy, ox = (r0 - win.synth[0]) * LATENT_STRIDE, (c0 - win.synth[2]) * LATENT_STRIDE
         out = x_hat[..., oy : oy + bottom - top, ox : ox + right - left].float().clamp(0, 1)
-        patch = np.ascontiguousarray(self.img.rgb[top:bottom, left:right])
-        ref = torch.from_numpy(patch).to(self.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        patch = np.ascontiguousarray(enc.img.rgb[top:bottom, left:right])
+        ref = torch.from_numpy(patch).to(enc.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         err = (out - ref) ** 2
-        if self.roi is not None:
-            err = err * torch.from_numpy(self.roi[top:bottom, left:right]).to(self.device)[None, None]
+        if enc.roi is not None:
+            err = err * torch.from_numpy(enc.roi[top:bottom, left:right]).to(enc.device)[None, None]
         return err.sum()
 
-    def distortion(self, sse: float | Tensor) -> Any:
+    @staticmethod
+    def distortion(enc: AdaptiveEncoder, sse: float | Tensor) -> Any:
         """lambda*255^2*MSE of a squared-error sum (over the whole image's samples)."""
-        return self.lmbda * 255.0**2 * sse / (3.0 * self.pixels)
+        return enc.lmbda * 255.0**2 * sse / (3.0 * enc.pixels)
+
+
+def _tiles(enc: AdaptiveEncoder) -> Tiles:
+    assert enc.tiles is not None, "a tiled stage of an encoder without tiles"
+    return enc.tiles
 
 
 # ---------------------------------------------------------------------------- latents
@@ -181,13 +174,13 @@ def _own_y_bits(model: Adaptable, win: LatentWindow, y_t: Tensor, p: EntropyPara
     return y_bits(model.gaussian_conditional, y_t[..., rs, cs], p.scales[..., rs, cs], p.means[..., rs, cs])
 
 
-def _hard_windows(enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor) -> Iterator[tuple[LatentWindow, Tensor, float]]:
+def _hard_windows(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> Iterator[tuple[LatentWindow, Tensor, float]]:
     """Per tile: the window, its synthesis input as the decoder will see it (hard-rounded latents)
     and the bits of the y latents it owns (z's bits: :func:`_hard_z_bits`)."""
     model, med = enc.model, enc.model.z_medians()
     with torch.no_grad():
         z_hat = torch.round(z - med) + med
-    for win in enc.windows:
+    for win in _tiles(enc).windows:
         with torch.no_grad():  # not around the yield: grad mode would stay off in the caller
             p = _params(model, z_hat[_region(win.hyper)], win)
             y_hat = torch.round(yg[_region(win.synth)] - p.means) + p.means
@@ -196,19 +189,19 @@ def _hard_windows(enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor) -> Iterator[
 
 
 @torch.no_grad()
-def _hard_z_bits(enc: TiledAdaptiveEncoder, z: Tensor) -> float:
+def _hard_z_bits(enc: AdaptiveEncoder, z: Tensor) -> float:
     med = enc.model.z_medians()
     return float(z_bits(enc.model.entropy_bottleneck, torch.round(z - med) + med))
 
 
-def hard_loss(enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor) -> float:
+def hard_loss(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> float:
     """:func:`codec.adaptation.stages.hard_loss`, tile by tile (the synthesis in bf16 where fast)."""
     bits, sse = _hard_z_bits(enc, z), 0.0
     for win, inp, tile_bits in _hard_windows(enc, yg, z):
         with torch.no_grad(), enc.autocast():
-            sse += float(enc.own_sse(enc.model.g_s(inp), win))
+            sse += float(_tiles(enc).own_sse(enc, enc.model.g_s(inp), win))
         bits += tile_bits
-    return bits / enc.pixels + float(enc.distortion(sse))
+    return bits / enc.pixels + float(Tiles.distortion(enc, sse))
 
 
 def _carrier(value: float, pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
@@ -219,7 +212,7 @@ def _carrier(value: float, pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
     return dot - dot.detach() + value
 
 
-def refine_latents(enc: TiledAdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
+def refine_latents(enc: AdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`codec.adaptation.stages.refine_latents` with the loss and its gradient gathered tile
     by tile (module notes): (coded-domain y, z), the best iterate by the hard-rounded RD loss."""
     cfg, model = enc.cfg, enc.model
@@ -241,8 +234,8 @@ def refine_latents(enc: TiledAdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[T
         y_t = sga_round(y_w[..., yr, yc] - p.means, tau) + p.means
         bits = _own_y_bits(model, win, y_t, p)
         with enc.autocast():
-            sse = enc.own_sse(model.synthesize(y_t, p), win)
-        loss = bits / enc.pixels + enc.distortion(sse)
+            sse = _tiles(enc).own_sse(enc, model.synthesize(y_t, p), win)
+        loss = bits / enc.pixels + Tiles.distortion(enc, sse)
         if drop_h_a is not None:
             samples = drop_h_a(model.hyper_input(y_w).expand(cfg.dr_samples, -1, -1, -1))
             zr, zc = LatentWindow.rel(win.tile_z(), win.hyper)
@@ -263,7 +256,7 @@ def refine_latents(enc: TiledAdaptiveEncoder, y0: Tensor, z0: Tensor) -> tuple[T
         z_in = z_t.detach().requires_grad_(train_z)
         grad_y = torch.zeros_like(yg)
         value, last["bits"], last["sse"] = float(zb.detach()) / enc.pixels, float(zb.detach()), 0.0
-        for win in enc.windows:
+        for win in _tiles(enc).windows:
             ys = _region(win.hyper_y)
             y_w = yg.detach()[ys].clone().requires_grad_(True)
             loss = tile_loss(win, y_w, z_in[_region(win.hyper)], tau)
@@ -305,7 +298,7 @@ def _region(box: tuple[int, int, int, int]) -> tuple[Any, ...]:
 
 # ---------------------------------------------------------------------------- decoder side
 def _tail_pass(
-    enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor, position: int, tail: Callable[[Tensor], Tensor]
+    enc: AdaptiveEncoder, yg: Tensor, z: Tensor, position: int, tail: Callable[[Tensor], Tensor]
 ) -> Iterator[tuple[Tensor, float]]:
     """Per tile: the squared error of its own pixels through ``tail`` (the synthesis after layer
     ``position``, with the weights being trained), and the bits of its latents. The synthesis up
@@ -315,11 +308,11 @@ def _tail_pass(
         with torch.no_grad(), enc.autocast():
             feat = run_layers(g_s, inp, 0, position + 1)
         with enc.autocast():
-            sse = enc.own_sse(tail(feat), win)
+            sse = _tiles(enc).own_sse(enc, tail(feat), win)
         yield sse, bits  # outside the autocast block: it would stay on in the caller
 
 
-def train_adapters(enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[list[AdapterSpec], list[int]] | None:
+def train_adapters(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[list[AdapterSpec], list[int]] | None:
     """:func:`codec.adaptation.stages.train_adapters`, one step per pass over the tiles: adapter
     weights (integers, in units of ``delta``) for fixed latents; None if all came out zero."""
     cfg, g_s = enc.cfg, enc.model.g_s
@@ -345,7 +338,7 @@ def train_adapters(enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[li
         value, last["bits"], last["sse"] = 0.0, z_bits_fixed, 0.0
         w.grad = None  # the optimiser leaves the last step's gradient: the tiles must not add to it
         for sse, bits in _tail_pass(enc, yg, z, first, tail):
-            loss = enc.distortion(sse)
+            loss = Tiles.distortion(enc, sse)
             if torch.isfinite(loss):
                 loss.backward()
             value += float(loss.detach())
@@ -367,7 +360,7 @@ def train_adapters(enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[li
     return specs, ints
 
 
-def train_omp(enc: TiledAdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[int, Tensor]:
+def train_omp(enc: AdaptiveEncoder, yg: Tensor, z: Tensor) -> tuple[int, Tensor]:
     """:func:`codec.adaptation.stages.train_omp`, one step per pass over the tiles."""
     cfg, g_s = enc.cfg, enc.model.g_s
     position = (cfg.adapter_positions or default_adapter_positions(g_s))[0]
@@ -397,4 +390,4 @@ def _adapter_hook(a: Tensor, b: Tensor) -> Hook:
     return lambda feat: apply_adapter(feat, a, b)
 
 
-__all__ = ["TiledAdaptiveEncoder", "encoder_class", "hard_loss", "tiled_layout", "train_adapters", "train_omp"]
+__all__ = ["Tiles", "hard_loss", "plan", "refine_latents", "tiled_layout", "train_adapters", "train_omp"]
