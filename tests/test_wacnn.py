@@ -35,6 +35,7 @@ from codec.models.window_attention import relative_position_index
 from codec.progress import no_progress
 from codec.zoo import ModelError, ModelMismatchError, Registry, parse_checkpoint
 from codec.zoo.user_models import read_models, register_user_models
+from tests.model_stack import model_stack
 from tests.wacnn_weights import write_random_wacnn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,31 +258,9 @@ def test_udic_models_add_keeps_the_hash_and_other_weights_refuse(ckpt: Path, cro
 @pytest.fixture(scope="module")
 def wacnn_stack(tmp_path_factory: pytest.TempPathFactory, ckpt: Path) -> Iterator[str]:
     """Its own Redis, API and worker, given the WACNN checkpoint by ``UDIC_CHECKPOINTS``."""
-    from service import stack as st
-
-    try:
-        st.redis_server_binary()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-    data = tmp_path_factory.mktemp("wacnn_stack")
-    redis_port, api_port = st.free_port(), st.free_port()
-    env = st.service_env(
-        {
-            "UDIC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "UDIC_STORAGE_ROOT": str(data / "storage"),
-            "UDIC_API_KEYS": "",
-            "UDIC_PROGRESS_INTERVAL_S": "0",
-            "UDIC_CHECKPOINTS": f"wacnn-svc={ckpt}@wacnn@{LAMBDA}",
-        }
-    )
-    procs = [st.start_redis(redis_port, data / "redis", data / "redis.log")]
-    try:
-        procs.append(st.start_api(api_port, env, data / "api.log"))
-        procs.append(st.start_worker(env, data / "worker.log"))
-        yield f"http://127.0.0.1:{api_port}"
-    finally:
-        for proc in reversed(procs):
-            st.stop(proc)
+    entry = f"wacnn-svc={ckpt}@wacnn@{LAMBDA}"
+    with model_stack(tmp_path_factory.mktemp("wacnn_stack"), {"UDIC_CHECKPOINTS": entry}) as url:
+        yield url
 
 
 @pytest.mark.e2e

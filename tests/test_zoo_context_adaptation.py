@@ -32,6 +32,7 @@ from codec.bitstream import Container, Field, Section
 from codec.coder import decode_image, pad_image, read_header, to_tensor
 from codec.determinism import canonical_compute
 from codec.zoo import Registry
+from tests.model_stack import model_stack
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -168,31 +169,9 @@ def test_plain_context_files_decode_as_before(checkpoints: dict[str, Path], crop
 @pytest.fixture(scope="module")
 def context_stack(tmp_path_factory: pytest.TempPathFactory, checkpoints: dict[str, Path]) -> Iterator[str]:
     """Its own Redis, API and worker, given a cheng2020-attn checkpoint by ``UDIC_CHECKPOINTS``."""
-    from service import stack as st
-
-    try:
-        st.redis_server_binary()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-    data = tmp_path_factory.mktemp("context_stack")
-    redis_port, api_port = st.free_port(), st.free_port()
-    env = st.service_env(
-        {
-            "UDIC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "UDIC_STORAGE_ROOT": str(data / "storage"),
-            "UDIC_API_KEYS": "",
-            "UDIC_PROGRESS_INTERVAL_S": "0",
-            "UDIC_CHECKPOINTS": f"ctxattn={checkpoints['cheng2020-attn']}@cheng2020-attn@{LMBDA}",
-        }
-    )
-    procs = [st.start_redis(redis_port, data / "redis", data / "redis.log")]
-    try:
-        procs.append(st.start_api(api_port, env, data / "api.log"))
-        procs.append(st.start_worker(env, data / "worker.log"))
-        yield f"http://127.0.0.1:{api_port}"
-    finally:
-        for proc in reversed(procs):
-            st.stop(proc)
+    entry = f"ctxattn={checkpoints['cheng2020-attn']}@cheng2020-attn@{LMBDA}"
+    with model_stack(tmp_path_factory.mktemp("context_stack"), {"UDIC_CHECKPOINTS": entry}) as url:
+        yield url
 
 
 @pytest.mark.e2e

@@ -19,7 +19,7 @@ from udic_client import Client, CompressResult, ValidationError
 
 from codec.coder import decode_image
 from codec.zoo import Registry
-from service import stack as st
+from tests.model_stack import model_stack
 from tests.zoo_weights import write_random_zoo_weights
 
 pytestmark = pytest.mark.e2e
@@ -29,32 +29,12 @@ ARCH, QUALITY = "bmshj2018-hyperprior", 5
 
 @pytest.fixture(scope="module")
 def zoo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    try:
-        st.redis_server_binary()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
     data = tmp_path_factory.mktemp("zoo_stack")
     home = data / "torch_home"
     write_random_zoo_weights(home, ARCH, QUALITY)
     write_random_zoo_weights(home, "bmshj2018-factorized", 1)  # no hyperprior: loads, but has no adaptive encode
-    redis_port, api_port = st.free_port(), st.free_port()
-    env = st.service_env(
-        {
-            "UDIC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "UDIC_STORAGE_ROOT": str(data / "storage"),
-            "UDIC_API_KEYS": "",
-            "UDIC_PROGRESS_INTERVAL_S": "0",
-            "TORCH_HOME": str(home),
-        }
-    )
-    procs = [st.start_redis(redis_port, data / "redis", data / "redis.log")]
-    try:
-        procs.append(st.start_api(api_port, env, data / "api.log"))
-        procs.append(st.start_worker(env, data / "worker.log"))
-        yield f"http://127.0.0.1:{api_port}", home
-    finally:
-        for proc in reversed(procs):
-            st.stop(proc)
+    with model_stack(data, {"TORCH_HOME": str(home)}) as url:
+        yield url, home
 
 
 def _png(kodak_path: Path) -> bytes:
