@@ -11,12 +11,18 @@ retried or failed (rq's registry cleanup), never left "running".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.worker import WorkerStatus
 
@@ -33,6 +39,12 @@ class UdicWorker(SimpleWorker):
     """SimpleWorker with heartbeats from a thread while a job runs."""
 
     heartbeat_grace_s = 30
+    stop_signalled = False
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        """Remember that a signal (not a lost connection) ended the work loop."""
+        self.stop_signalled = True
+        super().request_stop(signum, frame)
 
     def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
         return int(self.job_monitoring_interval + self.heartbeat_grace_s)
@@ -79,6 +91,57 @@ def _tiny_image() -> Image.Image:
     return Image.new("RGB", (8, 8), (128, 128, 128))
 
 
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+
+def worker_redis(url: str) -> Redis:
+    """The worker's connection: every command rides out a Redis restart of up to about 45 s
+    (backoff 0.2 s doubling to 2 s, 25 tries), so a running encode neither fails nor loses its
+    progress writes when Redis goes away for a moment. redis-py's default gives up after ~1 s."""
+    return Redis.from_url(url, retry=Retry(ExponentialBackoff(cap=2.0, base=0.2), 25))
+
+
+def wait_for_redis(redis: Redis, name: str | None) -> None:
+    """Block until Redis answers again (logged every try), after the work loop lost it."""
+    delay = 1.0
+    while True:
+        try:
+            redis.ping()
+            return
+        except REDIS_ERRORS as exc:
+            log.warning("redis unreachable; waiting", extra={"worker": name, "retry_s": delay, "error": str(exc)})
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def work_until_stopped(redis: Redis, queue_name: str, burst: bool, name: str | None) -> None:
+    """Run rq's work loop, and start it again when it ends for any reason but a stop signal.
+
+    rq's loop quits on any exception from a job's bookkeeping (a Redis outage longer than the
+    connection's retries, mid-job) and its teardown then raises too, so a short Redis restart
+    killed the worker for good and every later job stayed queued. A worker should outlive
+    its Redis: it waits for Redis, registers again and goes on; the interrupted job is retried
+    or failed by the usual abandoned-job cleanup."""
+    settings = get_settings()
+    UdicWorker.heartbeat_grace_s = settings.heartbeat_grace_s
+    while True:
+        queue = Queue(queue_name, connection=redis)
+        w = UdicWorker([queue], connection=redis, name=name, job_monitoring_interval=settings.heartbeat_interval_s)
+        try:
+            # jobs abandoned by a worker that died before this one started are handled now, not later
+            queue.started_job_registry.cleanup()
+            log.info("worker ready", extra={"queue": queue_name, "worker": w.name})
+            w.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
+        except REDIS_ERRORS as exc:  # raised by rq's teardown (register_death) with Redis down
+            log.warning("work loop lost redis", extra={"worker": w.name, "error": str(exc)})
+        if burst or w.stop_signalled:
+            return
+        log.warning("work loop ended without a stop signal; starting it again", extra={"worker": w.name})
+        wait_for_redis(redis, w.name)
+        with contextlib.suppress(*REDIS_ERRORS):  # the lost loop could not register its death;
+            w.register_death()  # a worker with a fixed --name needs it to register again
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run an encode worker (RQ) for the udic service.")
     ap.add_argument("--burst", action="store_true", help="exit when the queue is empty")
@@ -86,15 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_json)
-    redis = Redis.from_url(settings.redis_url)
+    redis = worker_redis(settings.redis_url)
     preload_models()
-    queue = Queue(settings.queue_name, connection=redis)
-    UdicWorker.heartbeat_grace_s = settings.heartbeat_grace_s
-    w = UdicWorker([queue], connection=redis, name=args.name, job_monitoring_interval=settings.heartbeat_interval_s)
-    # jobs abandoned by a worker that died before this one started are handled now, not later
-    queue.started_job_registry.cleanup()
-    log.info("worker ready", extra={"queue": settings.queue_name, "worker": w.name})
-    w.work(burst=args.burst, with_scheduler=False, logging_level=settings.log_level)
+    work_until_stopped(redis, settings.queue_name, args.burst, args.name)
     return 0
 
 

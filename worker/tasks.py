@@ -31,7 +31,7 @@ from codec.tiling import TilingPolicy, tiling_policy
 from codec.zoo import ModelError
 from service.core.config import Settings, get_settings
 from service.core.model_registry import registry
-from udic_jobs import DomainPayload, EncodePayload, JobStore, Storage, storage_from_settings
+from udic_jobs import TERMINAL, DomainPayload, EncodePayload, JobStore, Storage, storage_from_settings
 from udic_jobs.storage import bitstream_key, domain_ref_key, input_keys
 
 log = logging.getLogger("udic.worker")
@@ -91,6 +91,12 @@ def _run(job_id: str, task: Task, what: str) -> dict[str, Any]:
     rq_job = get_current_job()
     redis: Redis = rq_job.connection if rq_job is not None else Redis.from_url(settings.redis_url)
     store = _store(settings, redis)
+    ended = store.get(job_id)
+    if ended is not None and ended.state in TERMINAL:
+        # a second run of a job that already ended: its worker lost Redis for longer than the
+        # heartbeat grace, so the job was re-queued as abandoned while it went on and finished
+        log.warning("job already ended; duplicate run skipped", extra={"job_id": job_id, "state": ended.state})
+        return {"state": ended.state}
     try:
         return task(job_id, settings, rq_job, store)
     except JobCancelled:
@@ -190,7 +196,8 @@ def on_job_failure(job: Any, connection: Redis, exc_type: type, exc_value: BaseE
     """rq failure callback: also called by rq's registry cleanup when a worker died mid-job."""
     store = _store(get_settings(), connection)
     job_id = job.args[0] if job.args else job.id
-    if store.get(job_id) is None:
+    rec = store.get(job_id)
+    if rec is None or rec.state in TERMINAL:  # e.g. reaped as abandoned after it had finished
         return
     if store.cancel_requested(job_id):
         store.mark_cancelled(job_id)

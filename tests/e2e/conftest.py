@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,9 @@ class E2EStack:
         port = int(self.url.rsplit(":", 1)[1])
         self.api = st.start_api(port, self.env, self.data / "api.log")
 
-    def restart_redis(self) -> None:
+    def restart_redis(self, down_s: float = 0.0) -> None:
         st.stop(self.redis)  # type: ignore[arg-type]
+        time.sleep(down_s)
         port = int(self.env["UDIC_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
         self.redis = st.start_redis(port, self.data / "redis", self.data / "redis.log")
 
