@@ -102,18 +102,23 @@ def test_fp32_islands_keep_gdn_and_last_layers_fp32_under_autocast() -> None:
         assert torch.equal(net.mixed(net.g_a, x), net.g_a(x))  # without autocast: the plain transform
 
 
-def test_the_candidate_weights_load_and_code(tmp_path: Path) -> None:
+def test_the_shipped_weights_and_the_retired_ones_both_code(tmp_path: Path) -> None:
+    """The default is the N=96 model its card describes; the N=48 weights it replaced stay a model
+    (``default@26eccb109a445d24``), so files made with them keep decoding."""
     from codec.coder import decode_image
+    from codec.decoding import read_header
     from codec.pipeline import EncodeRequest, encode
-    from codec.zoo import Registry, parse_checkpoint
+    from codec.zoo import Registry
 
-    weights = Path(__file__).resolve().parents[1] / "codec" / "zoo" / "weights" / "candidates" / "default-n96.pt"
-    reg = Registry(checkpoints=[parse_checkpoint(f"next={weights}")])
+    reg = Registry()
+    assert reg.get("default").hash.hex() == "4c7f48a0ed5f6775"  # the hash its model card states
+    assert reg.get("default").net.N == 96
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
-    out = encode(img, EncodeRequest(model="next", quality=3), registry=reg)
-    assert reg.get("next").hash.hex() == "4c7f48a0ed5f6775"  # the hash its model card states
-    assert decode_image(out.data, reg, bit_exact=True).rgb.shape == (64, 80, 3)
+    for name, hash16 in (("default", "4c7f48a0ed5f6775"), ("default@26eccb109a445d24", "26eccb109a445d24")):
+        out = encode(img, EncodeRequest(model=name, quality=3), registry=reg)
+        assert str(read_header(out.data)["model_hash"]).startswith(hash16)
+        assert decode_image(out.data, reg, bit_exact=True).rgb.shape == (64, 80, 3)
 
 
 def test_bad_init_and_widen_are_one_line_errors(tmp_path: Path) -> None:
@@ -122,5 +127,5 @@ def test_bad_init_and_widen_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="is not a file"):
         train_default.build_model(args, torch.device("cpu"))
     args = train_default.build_parser().parse_args(["--init", str(weights), "--widen", "16"])
-    with pytest.raises(SystemExit, match="narrower than N=48"):
+    with pytest.raises(SystemExit, match="narrower than N=96"):
         train_default.build_model(args, torch.device("cpu"))
