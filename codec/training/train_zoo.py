@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from codec.datasets import datasets_root
 from codec.sampling import load_training_images, random_batch
-from codec.training.train_default import DEFAULT_FOLDERS, lr_at, save_atomic
+from codec.training.steps import lr_at, optimiser_step, save_atomic
+from codec.training.train_default import DEFAULT_FOLDERS
 
 ARCHS: dict[str, type[ScaleHyperprior]] = {"mbt2018-mean": MeanScaleHyperprior, "bmshj2018-hyperprior": ScaleHyperprior}
 
@@ -102,18 +103,8 @@ class ZooTrainer:
         return self.wall / (args.minutes * 60) if args.minutes else self.step / max(1, args.steps)
 
     def train_step(self, x: torch.Tensor, lmbda: float, lr: float) -> dict[str, float]:
-        for g in self.opt.param_groups:
-            g["lr"] = lr
         out = rd_loss(self.net, x, lmbda)
-        self.opt.zero_grad(set_to_none=True)
-        if torch.isfinite(out["loss"]):
-            out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-            self.opt.step()
-        aux = self.net.aux_loss()
-        self.aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        self.aux_opt.step()
+        optimiser_step(out["loss"], self.net, self.params, (self.opt, self.aux_opt), lr)
         return {"loss": out["loss"].item(), "bpp": out["bpp"].item(), "mse": out["mse"].item()}
 
 
