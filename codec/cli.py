@@ -11,14 +11,14 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Never
 
 from tqdm import tqdm
 
-from codec.adaptation.config import PRESET_NAMES
+from codec.cli_parser import build_parser
 from codec.progress import ProgressCallback, ProgressEvent
 
 if TYPE_CHECKING:  # the codec (torch) is imported when a command runs, not for --help
@@ -148,21 +148,6 @@ def _tiling(args: argparse.Namespace) -> AbstractContextManager[None]:
     from codec.tiling import TilingPolicy, tiling_policy
 
     return tiling_policy(TilingPolicy.from_pixels(args.tile_threshold, args.tile_size))
-
-
-def _add_tiling_options(parser: argparse.ArgumentParser, what: str) -> None:
-    from codec.tiling import DEFAULT_THRESHOLD_PIXELS, DEFAULT_TILE, LATENT_STRIDE
-
-    parser.add_argument(
-        "--tile-threshold",
-        type=int,
-        default=DEFAULT_THRESHOLD_PIXELS,
-        metavar="PIXELS",
-        help=f"{what} images whose padded area exceeds this in tiles, with memory set by the tile size",
-    )
-    parser.add_argument(
-        "--tile-size", type=int, default=DEFAULT_TILE * LATENT_STRIDE, metavar="PX", help="tile side, a multiple of 64"
-    )
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -316,103 +301,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from codec import __version__
-    from codec.imageio import DEFAULT_MAX_PIXELS
-
-    p = argparse.ArgumentParser(prog="udic", description="Universal deep image compression (codec CLI).")
-    p.add_argument("--version", action="version", version=f"udic {__version__}")
-    p.add_argument(
-        "--checkpoint",
-        action="append",
-        default=[],
-        metavar="NAME=PATH[@ARCH[@LAMBDA]]",
-        help="register a local checkpoint as a model",
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-
-    e = sub.add_parser("encode", help="compress images into .udic bitstreams")
-    e.add_argument("inputs", nargs="+", type=Path)
-    e.add_argument(
-        "-o", "--output", type=Path, help="output file, or folder for several inputs (default: beside the input)"
-    )
-    e.add_argument("-m", "--model", default="default", help="model name (see `udic models`)")
-    g = e.add_mutually_exclusive_group()
-    g.add_argument(
-        "-q", "--quality", type=float, help="quality: 1-6 (fractions allowed) for default, 1-8 for zoo models"
-    )
-    g.add_argument(
-        "--lambda", dest="lmbda", type=float, help="rate-distortion lambda instead of a quality (variable-rate models)"
-    )
-    g.add_argument("--target-bytes", type=int, metavar="N", help="file size to reach (at most N bytes), not a quality")
-    g.add_argument("--target-bpp", type=float, metavar="BPP", help="bits per pixel to reach (at most), not a quality")
-    g.add_argument("--target-psnr", type=float, metavar="DB", help="PSNR to reach (at least), not a quality")
-    e.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
-    e.add_argument(
-        "--adapt",
-        default="none",
-        choices=PRESET_NAMES,
-        help="content adaptation preset (slower encode, smaller files); default none",
-    )
-    e.add_argument("--time-budget", type=float, help="seconds the adaptation may take")
-    e.add_argument("--domain", help="a trained domain adapter id (udic domains), or 'auto'")
-    e.add_argument("--latent-iters", type=int, help="override the preset's latent refinement steps")
-    e.add_argument("--decoder-iters", type=int, help="override the preset's adapter steps")
-    r = e.add_mutually_exclusive_group()
-    r.add_argument("--roi", choices=["auto"], help="favour text-like and detailed regions (needs --adapt)")
-    r.add_argument("--roi-mask", type=Path, metavar="PNG", help="weight map, the image's size: grey = weight")
-    r.add_argument("--roi-rects", metavar="JSON", help='rectangles: [{"x", "y", "w", "h", "weight"}, ...]')
-    e.add_argument("--quiet", action="store_true")
-    _add_tiling_options(e, "code")
-    e.set_defaults(func=cmd_encode)
-
-    d = sub.add_parser("decode", help="decode a .udic bitstream to a lossless image")
-    d.add_argument("input", type=Path)
-    d.add_argument("-o", "--output", type=Path, help="output image (.png default)")
-    d.add_argument(
-        "--bit-exact",
-        action="store_true",
-        help="run the synthesis on one canonical thread: the same pixels on every machine (slower); "
-        "by default it uses all cores, and a few pixels may differ by one level between thread counts",
-    )
-    d.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger (padded) images")
-    d.add_argument("--quiet", action="store_true")
-    _add_tiling_options(d, "decode single-tile files of")
-    d.set_defaults(func=cmd_decode)
-
-    i = sub.add_parser("info", help="print the header of a .udic bitstream")
-    i.add_argument("input", type=Path)
-    i.add_argument("--json", action="store_true")
-    i.set_defaults(func=cmd_info)
-
-    sub.add_parser("eval", help="compare with conventional codecs per domain (udic eval --help)", add_help=False)
-
-    t = sub.add_parser("train-domain", help="train a domain adapter from 5-25 sample images")
-    t.add_argument("name", help="a name for the domain (letters, digits, _ and -)")
-    t.add_argument("images", nargs="+", type=Path)
-    t.add_argument("-m", "--model", default="default")
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--stage2-steps", type=int, default=500)
-    t.add_argument("--crop", type=int, default=128)
-    t.add_argument("--time-budget", type=float, default=None)
-    t.add_argument("--quiet", action="store_true")
-    t.set_defaults(func=cmd_train_domain)
-
-    dl = sub.add_parser("domains", help="list the trained domain adapters")
-    dl.set_defaults(func=cmd_domains)
-
-    m = sub.add_parser("models", help="list the models this installation knows")
-    m.add_argument("--load-all", action="store_true", help="also try to load zoo models (needs their weights)")
-    m.set_defaults(func=cmd_models)
-    ma = m.add_subparsers(dest="models_command").add_parser(
-        "add", help="keep a checkpoint as a model, after checking that it codes a test image"
-    )
-    ma.add_argument("name", help="the name bitstreams and -m will use")
-    ma.add_argument("path", help="the checkpoint file (a state dict of --arch, or a gained training checkpoint)")
-    ma.add_argument("--arch", help="its architecture: CompressAI's (e.g. mbt2018-mean, bmshj2018-hyperprior) or wacnn")
-    ma.add_argument("--lambda", dest="lmbda", type=float, help="the lambda it was trained for (needed by --adapt)")
-    ma.set_defaults(func=cmd_models_add)
-    return p
+def _command(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    """The function that runs the parsed command."""
+    if args.command == "models" and args.models_command == "add":
+        return cmd_models_add
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "encode": cmd_encode,
+        "decode": cmd_decode,
+        "info": cmd_info,
+        "train-domain": cmd_train_domain,
+        "domains": cmd_domains,
+        "models": cmd_models,
+    }
+    return commands[args.command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -434,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _register_user_models()
         _register_checkpoints(args.checkpoint)
-        return int(args.func(args))
+        return int(_command(args)(args))
     except CliError as exc:
         print(f"udic: error: {exc}", file=sys.stderr)
         return exc.code

@@ -10,7 +10,17 @@ the commands the README gives, copies each summary (and the plots) into ``docs/b
     python scripts/readme_benchmarks.py --only eval kodak
 
 A step is skipped when its file in ``docs/bench/`` already names the shipped weights, so a run cut
-off by the end of a session continues where it stopped. On 2 cores with nothing else running it
+off by the end of a session continues where it stopped.
+
+A switch of the default weights takes longer than one session. So the steps can be measured ahead,
+on a branch (a worktree) whose ``default.pt`` is already the candidate, and their files kept on main
+under ``docs/bench/pending/<candidate hash16>/`` (the same paths as in the repository):
+
+    python scripts/readme_benchmarks.py --stage docs/bench/pending   # on the branch: copy the current steps' files
+
+When main ships those weights, the next run first moves the pending files of the shipped hash into
+place (``--dry-run`` says which), so only the missing steps run. Files of any other hash are left
+alone: a pending set never stands next to other weights. On 2 cores with nothing else running it
 takes about four hours in all (adaptation 55 min, schedule 45 min, eval 5 min, adaptive eval
 30 min, domain adapters 50 min, Kodak 10 min, decode timing 2 min). The prose around the tables
 quotes some of their numbers: read it again after a run.
@@ -173,6 +183,40 @@ def _copy(src: str, dst: str) -> None:
         shutil.copy2(s, d)
 
 
+def step_files(step: Step) -> list[str]:
+    """The repository paths a step writes (its stamped file first, and a CSV written beside it)."""
+    csv = f"docs/bench/{Path(step.target).stem}.csv"
+    files = [f"docs/bench/{step.target}"] + [dst for _, dst in step.copies] + ([csv] if (ROOT / csv).is_file() else [])
+    return list(dict.fromkeys(files))
+
+
+def stage(steps: list[Step], current: str, into: Path) -> None:
+    """Copy the files of every step that is current into ``into/<current hash>/`` (same paths)."""
+    root = into / current
+    for step in steps:
+        if not is_current(step, current):
+            print(f"readme_benchmarks: {step.name} is not measured with default@{current}; not staged")
+            continue
+        for rel in step_files(step):
+            _copy(rel, str(root / rel))  # an absolute path: ROOT / it is itself
+        print(f"readme_benchmarks: {step.name} staged in {root}")
+
+
+def adopt_pending(current: str, dry_run: bool) -> None:
+    """Move ``docs/bench/pending/<shipped hash>/`` into place: steps measured ahead for these weights."""
+    root = BENCH / "pending" / current
+    if not root.is_dir():
+        return
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = f.relative_to(root)
+        print(f"readme_benchmarks: {'would adopt' if dry_run else 'adopting'} pending {rel}")
+        if not dry_run:
+            (ROOT / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(f, ROOT / rel)
+    if not dry_run:
+        shutil.rmtree(root)
+
+
 def run(step: Step) -> None:
     """The step's parallel commands side by side, then the rest in order, then its copies."""
     procs = [subprocess.Popen(cmd, cwd=ROOT) for cmd in step.parallel]
@@ -190,9 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", choices=[s.name for s in STEPS], help="these steps only")
     ap.add_argument("--dry-run", action="store_true", help="print the commands and what is current")
     ap.add_argument("--force", action="store_true", help="run steps that are already current too")
+    ap.add_argument("--stage", type=Path, help="copy the current steps' files under STAGE/<hash>/ and stop")
     args = ap.parse_args(argv)
     current = shipped_hash()
     steps = [s for s in STEPS if not args.only or s.name in args.only]
+    if args.stage:
+        stage(steps, current, args.stage.resolve())
+        return 0
+    adopt_pending(current, args.dry_run)
     for step in steps:
         done = is_current(step, current) and not args.force
         if args.dry_run:

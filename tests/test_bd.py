@@ -57,3 +57,8 @@ def test_bad_curves_are_rejected() -> None:
         bd_rate([0.1], [30.0], [0.1, 0.2], [30.0, 31.0])
     with pytest.raises(ValueError):
         bd_rate([0.1, 0.2], [30.0, math.inf], [0.1, 0.2], [30.0, 31.0])
+
+
+def test_format_bd_says_n_a_for_a_curve_of_one_distinct_point() -> None:
+    """An untrained model's files can all come out the same (only headers): a cell, not a crash."""
+    assert format_bd(bd_rate, ANCHOR_R, ANCHOR_P, [0.5, 0.6], [30.0, 30.0]) == "n/a"

@@ -56,3 +56,41 @@ def test_a_hand_edited_number_fails_the_check_and_write_restores_it(tables: Modu
     fixed, errors = tables.problems(edited, tables.BENCH, tables.shipped_hash())
     assert any("'kodak-default' differs" in e for e in errors)
     assert fixed == text
+
+
+@pytest.fixture()
+def benchmarks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """scripts/readme_benchmarks.py with its repository root moved to a scratch folder."""
+    spec = importlib.util.spec_from_file_location("readme_benchmarks", ROOT / "scripts" / "readme_benchmarks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["readme_benchmarks"] = module
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "BENCH", tmp_path / "docs" / "bench")
+    return module
+
+
+def test_steps_staged_for_a_candidate_are_adopted_only_once_it_ships(benchmarks: ModuleType, tmp_path: Path) -> None:
+    """A step measured ahead on a branch (``--stage``) moves into docs/bench when main ships its
+    weights, and not before: a pending set of other weights stays where it is."""
+    step = next(s for s in benchmarks.STEPS if s.name == "kodak")
+    measured = tmp_path / "docs" / "bench" / step.target
+    measured.parent.mkdir(parents=True)
+    measured.write_text(json.dumps({"weights": {"default": "aaaa"}, "bd": 1.0}))
+    pending = tmp_path / "main-pending"
+    benchmarks.stage([step], "aaaa", pending)
+    staged = pending / "aaaa" / "docs" / "bench" / step.target
+    assert json.loads(staged.read_text())["bd"] == 1.0
+    benchmarks.stage([step], "bbbb", pending)  # not measured with bbbb: nothing staged
+    assert not (pending / "bbbb").exists()
+
+    measured.write_text(json.dumps({"weights": {"default": "old"}, "bd": 9.0}))  # main, before the switch
+    shutil.move(pending / "aaaa", tmp_path / "docs" / "bench" / "pending" / "aaaa")
+    benchmarks.adopt_pending("old", dry_run=False)
+    assert json.loads(measured.read_text())["bd"] == 9.0  # other weights shipped: left pending
+    benchmarks.adopt_pending("aaaa", dry_run=True)
+    assert json.loads(measured.read_text())["bd"] == 9.0
+    benchmarks.adopt_pending("aaaa", dry_run=False)  # the switch: adopted, and the pending set is gone
+    assert json.loads(measured.read_text())["bd"] == 1.0
+    assert benchmarks.is_current(step, "aaaa") and not (tmp_path / "docs" / "bench" / "pending" / "aaaa").exists()

@@ -15,6 +15,11 @@ point and a CSV of the refinement curve, and prints per domain:
     python -m codec.evaluation.adaptation_bench --images 2 --latent-iters 100 --decoder-iters 50  # quick look
     python -m codec.evaluation.adaptation_bench --images 2 --latent-iters 250 --decoder-iters 100 \
         --latent-lr 5e-3 --decoder-lr 5e-3 --methods sga sga+adapters sga+qstep sga+qstep+adapters  # fast vs fast+qstep
+
+Single-rate checkpoints (a user's ``udic models add NAME FILE --arch mbt2018-mean --lambda L``, one
+per lambda, as CompressAI trains them) make one curve with ``--rate-models NAME1 NAME2 ...``
+(lowest rate first): rate point k is checkpoint k, written as quality k. The models that
+``udic models add`` kept (``var/storage/models.json``) are known here as they are to the CLI.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from codec.evaluation.provenance import STAMP_KEY, weights_stamp
 from codec.imageio import load_image
 from codec.progress import no_progress
 from codec.zoo import Registry, default_registry
+from codec.zoo.user_models import register_user_models
 
 METHODS = (
     "plain",
@@ -125,12 +131,21 @@ def run_image(
     return rows, curves
 
 
+def rate_points(model: str, rate_models: list[str] | None, qualities: list[float]) -> dict[float, tuple[str, float]]:
+    """Bench quality -> (model, the quality to code it at): a variable-rate model at each of
+    ``qualities``, or checkpoint k of a single-rate family at its only level, as quality k."""
+    if rate_models:
+        return {float(k + 1): (name, 1.0) for k, name in enumerate(rate_models)}
+    return {float(q): (model, float(q)) for q in qualities}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--domains", nargs="+", default=list(DOMAINS))
     ap.add_argument("--images", type=int, default=6, help="first N bench-256 crops per domain")
     ap.add_argument("--qualities", type=float, nargs="+", default=[1.0, 2.5, 4.0, 5.5])
     ap.add_argument("--model", default="default")
+    ap.add_argument("--rate-models", nargs="+", help="single-rate checkpoints, one per rate point (lowest first)")
     ap.add_argument("--latent-iters", type=int, default=2000)
     ap.add_argument("--decoder-iters", type=int, default=500)
     ap.add_argument("--latent-lr", type=float, default=1e-3)
@@ -142,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     methods = ("plain", *args.methods)
+    register_user_models(default_registry())
     if args.merge:
-        return merge(args.merge, args.out, args.domains, args.model)
+        return merge(args.merge, args.out, args.domains, args.model, args.rate_models)
     cfg = AdaptConfig(
         latent_iters=args.latent_iters,
         latent_lr=args.latent_lr,
@@ -164,11 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     if new_points:
         pw.writeheader()
         cw.writerow(["domain", "image", "quality", "variant", "iteration", "elapsed_s", "hard_rd_loss"])
-    work = [(d, b, q) for d in args.domains for b in bench_images(d, args.images) for q in args.qualities]
+    points = rate_points(args.model, args.rate_models, args.qualities)
+    work = [(d, b, q) for d in args.domains for b in bench_images(d, args.images) for q in points]
     for domain, b, q in tqdm(work, desc="adaptation bench", unit="img*rate"):
         if (domain, b.name, q) in done:
             continue
-        rows, curves = run_image(b.rgb, args.model, q, cfg, methods)
+        rows, curves = run_image(b.rgb, *points[q], cfg, methods)
         for r in rows:
             pw.writerow({"domain": domain, "image": b.name, "quality": q, **r})
         for variant, it, el, loss in curves:
@@ -177,17 +194,18 @@ def main(argv: list[str] | None = None) -> int:
         cf.flush()
     pf.close()
     cf.close()
-    summary = summarise(points_csv, curve_csv, args.domains, args.model)
-    summary[STAMP_KEY] = weights_stamp([args.model])
+    summary = summarise(points_csv, curve_csv, args.domains, args.model, args.rate_models)
+    summary[STAMP_KEY] = weights_stamp(args.rate_models or [args.model])
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(
         f"\nconfig: latent {args.latent_iters} it (lr {args.latent_lr}), decoder {args.decoder_iters} it "
-        f"(lr {args.decoder_lr}), {args.images} crops/domain, qualities {args.qualities}; csv in {args.out}"
+        f"(lr {args.decoder_lr}), {args.images} crops/domain, rate points {[points[q] for q in points]}; "
+        f"csv in {args.out}"
     )
     return 0
 
 
-def merge(sources: list[Path], out: Path, domains: list[str], model: str) -> int:
+def merge(sources: list[Path], out: Path, domains: list[str], model: str, rate_models: list[str] | None = None) -> int:
     """One points.csv / curves.csv from runs made in parallel (e.g. one process per core)."""
     out.mkdir(parents=True, exist_ok=True)
     for name in ("points.csv", "curves.csv"):
@@ -196,8 +214,8 @@ def merge(sources: list[Path], out: Path, domains: list[str], model: str) -> int
             src_lines = (src / name).read_text().splitlines()
             lines += src_lines if not lines else src_lines[1:]
         (out / name).write_text("\n".join(lines) + "\n")
-    summary = summarise(out / "points.csv", out / "curves.csv", domains, model)
-    summary[STAMP_KEY] = weights_stamp([model])
+    summary = summarise(out / "points.csv", out / "curves.csv", domains, model, rate_models)
+    summary[STAMP_KEY] = weights_stamp(rate_models or [model])
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return 0
 
@@ -213,11 +231,15 @@ def rd_saving_pct(plain: dict, row: dict, lmbda: float) -> float:
     return 100.0 * (cost(plain) - cost(row)) / cost(plain)
 
 
-def summarise(points_csv: Path, curve_csv: Path, domains: list[str], model: str = "default") -> dict:
-    base = default_registry().get(model)
+def summarise(
+    points_csv: Path, curve_csv: Path, domains: list[str], model: str = "default", rate_models: list[str] | None = None
+) -> dict:
+    reg = default_registry()
 
     def lmbda_of(quality: float) -> float:
-        return base.lmbda_at(base.level_for(quality))
+        name, q = rate_points(model, rate_models, [quality])[float(quality)]
+        base = reg.get(name)
+        return base.lmbda_at(base.level_for(q))
 
     with open(points_csv, newline="") as f:
         rows = list(csv.DictReader(f))

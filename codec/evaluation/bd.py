@@ -79,8 +79,11 @@ def bd_psnr(
 
 
 def format_bd(fn: Callable[..., float], *args: Sequence[float]) -> str:
-    """``'-12.3%'``-style text, or ``'no overlap'``."""
+    """``'-12.3%'``-style text, ``'no overlap'``, or ``'n/a'`` for a degenerate curve (fewer than two
+    distinct points, e.g. an untrained model whose files are all header): a table cell, not a crash."""
     try:
         return f"{fn(*args):+.1f}"
     except NoOverlapError:
         return "no overlap"
+    except ValueError:
+        return "n/a"

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
-import os
 import random
 import signal
 import time
@@ -48,6 +46,7 @@ from codec.losses import autocast_for, rd_loss
 from codec.models.gained import DEFAULT_LAMBDAS, GainedMeanScaleHyperprior
 from codec.sampling import load_training_images, random_batch
 from codec.training.pack import load_pack
+from codec.training.steps import lr_at, optimiser_step, save_atomic
 from codec.training.widen import widen
 
 DEFAULT_FOLDERS = ("natural-train", "natural-train-extra")
@@ -79,20 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--init", type=Path, default=None, help="exported weights to start from (no checkpoint yet)")
     ap.add_argument("--widen", type=int, default=0, help="with --init: widen g_a/g_s to this N first")
     return ap
-
-
-def lr_at(progress: float, steps_done: int, base: float, warmup: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine from ``base`` to 2 % of it at progress 1."""
-    if steps_done < warmup:
-        return base * (steps_done + 1) / warmup
-    t = min(1.0, max(0.0, progress))
-    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -148,18 +133,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
 
     def train_step(self, x: torch.Tensor, q: torch.Tensor, lr: float, precision: str) -> dict[str, float]:
-        for g in self.opt.param_groups:
-            g["lr"] = lr
         out = rd_loss(self.model, x, q, precision)
-        self.opt.zero_grad(set_to_none=True)
-        if torch.isfinite(out["loss"]):
-            out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.net_params, 1.0)
-            self.opt.step()
-        aux = self.model.aux_loss()
-        self.aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        self.aux_opt.step()
+        aux = optimiser_step(out["loss"], self.model, self.net_params, (self.opt, self.aux_opt), lr)
         return {
             "loss": out["loss"].item(),
             "bpp": out["bpp"].mean().item(),
