@@ -17,6 +17,7 @@ from codec.adaptation.sga import sga_round, sga_temperature
 from codec.bitstream import BitstreamError, Container, Section
 from codec.coder import decode_image, read_header
 from codec.progress import ProgressEvent
+from codec.zoo import Registry
 from tests.conftest import ROOT
 
 
@@ -121,7 +122,8 @@ def test_omp_alternative_round_trips(line_crop: Image.Image) -> None:
     r = adaptive_encode(line_crop, quality=3, config="fast", latent_iters=5, decoder="omp", decoder_iters=20)
     assert "latents+omp" in r.costs and r.costs[r.choice] == min(r.costs.values())
     data = _forced(line_crop, "omp")
-    assert read_header(data)["sections"]["OMP"] == 9 + 48  # position, range, one byte per channel
+    channels = Registry().get("default").net.N
+    assert read_header(data)["sections"]["OMP"] == 9 + channels  # position, range, one byte per channel
     decoded = decode_image(data).rgb
     assert decoded.shape == (96, 80, 3)
     for bad in (b"\x05\x00", b"\x05" + bytes(8) + bytes(47)):  # truncated; wrong channel count

@@ -46,8 +46,12 @@ def _settings(redis_url: str, root: Path, **overrides: Any) -> Settings:
 
 @pytest.fixture(scope="module")
 def lanes_client(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """One decoder process per lane; 256x256 padded pixels is the small lane's limit."""
-    settings = _settings(redis_url, tmp_path_factory.mktemp("storage"), decode_small_max_pixels=256 * 256)
+    """One decoder process per lane; 256x256 padded pixels is the small lane's limit. Waits may be
+    long (three Kodak decodes queue in one large lane on a busy machine): these tests are about
+    which lane a decode takes, the 503 after a wait has its own test."""
+    settings = _settings(
+        redis_url, tmp_path_factory.mktemp("storage"), decode_small_max_pixels=256 * 256, decode_wait_timeout_s=120
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 

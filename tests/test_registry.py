@@ -33,7 +33,7 @@ from tests.conftest import synthetic_rgb
 
 def test_embedded_model_is_small_and_has_tables() -> None:
     path = WEIGHTS_DIR / "default.pt"
-    assert path.stat().st_size < 3_000_000
+    assert path.stat().st_size < 6_000_000  # in the repo and in every image: fp16 (N=96: 4.9 MB)
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert state["state_dict"]["gaussian_conditional._quantized_cdf"].numel() > 0
     assert state["state_dict"]["entropy_bottleneck._quantized_cdf"].numel() > 0
@@ -59,7 +59,7 @@ def test_rate_estimates_stay_finite_for_far_outliers() -> None:
     assert float(net.gaussian_conditional.likelihood_lower_bound.bound) == pytest.approx(1e-9)
     far = torch.full((1, net.M, 1, 1), 1e4)
     assert torch.isfinite(y_bits(net.gaussian_conditional, far, torch.full_like(far, 0.11), torch.zeros_like(far)))
-    assert torch.isfinite(z_bits(net.entropy_bottleneck, torch.full((1, net.N, 1, 1), 1e4)))
+    assert torch.isfinite(z_bits(net.entropy_bottleneck, torch.full((1, net.Nh, 1, 1), 1e4)))
 
 
 def test_non_finite_latents_are_refused_before_entropy_coding() -> None:
@@ -67,7 +67,7 @@ def test_non_finite_latents_are_refused_before_entropy_coding() -> None:
     y = torch.zeros(1, net.M, 1, 1)
     y[0, 3] = float("nan")
     with pytest.raises(FloatingPointError):
-        net.compress_gained(y, torch.zeros(1, net.N, 1, 1), torch.tensor([2.0]))
+        net.compress_gained(y, torch.zeros(1, net.Nh, 1, 1), torch.tensor([2.0]))
 
 
 def test_compressai_architecture_checkpoint_round_trip(tmp_path: Path) -> None:
