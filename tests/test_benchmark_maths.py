@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from codec.evaluation.adaptation_bench import merge, rd_saving_pct
@@ -40,3 +42,25 @@ def test_merge_combines_parallel_runs_into_one_table(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["line"]["blr"]["bd_psnr_vs_plain_db"] == "+2.0"
     assert summary["kodak"]["blr"]["rd_cost_saving_pct"] > 0
+
+
+def test_kodak_full_keeps_one_point_per_quality(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of our rows carries its own quality: once every row said 6 (a loop variable of the
+    published-results loop), all qualities collapsed into one point and the BD-rate vanished."""
+    from codec.evaluation import compare
+
+    kodak = sorted((compare.datasets_root() / "kodak").iterdir())[:2]  # type: ignore[operator]
+    monkeypatch.setattr(compare, "list_images", lambda folder: kodak)
+
+    def fake_points(name: str, qualities: list[float], adapt: str) -> tuple[str, list[float], Any]:
+        def run(rgb: np.ndarray, q: float) -> tuple[bytes, np.ndarray, float, float]:
+            noisy = np.clip(rgb.astype(np.int16) + int(8 - q), 0, 255).astype(np.uint8)  # better at higher q
+            return b"x" * int(2000 * q), noisy, 0.0, 0.0
+
+        return "udic", qualities, run
+
+    monkeypatch.setattr(compare, "our_points", fake_points)
+    (tmp_path / "plots").mkdir()
+    out = compare.kodak_full(tmp_path, [1, 2, 3, 4, 5, 6], "default")
+    bpps, psnrs = out["curves"]["udic"]  # type: ignore[index]
+    assert len(bpps) == 6 and bpps == sorted(bpps) and psnrs == sorted(psnrs)

@@ -219,7 +219,7 @@ def kodak_full(out: Path, qualities: list[float], model: str) -> dict[str, objec
                 {
                     "codec": label,
                     "image": path.name,
-                    "setting": q,
+                    "setting": quality,
                     "bpp": len(data) * 8 / rgb.shape[0] / rgb.shape[1],
                     "psnr": psnr(rgb, dec),
                 }
