@@ -107,7 +107,11 @@ STEPS = [
         "eval",
         "eval_summary.json",
         [[PY, "-m", "codec.cli", "eval", "--kodak-full", "--out", "results/eval"]],
-        copies=[("results/eval/summary.json", "docs/bench/eval_summary.json"), ("results/eval/plots", "docs/eval")],
+        copies=[
+            ("results/eval/summary.json", "docs/bench/eval_summary.json"),
+            ("results/eval/points.csv", "docs/bench/eval_points.csv"),
+            ("results/eval/plots", "docs/eval"),
+        ],
     ),
     Step(
         "eval-adapt",
@@ -131,7 +135,10 @@ STEPS = [
                 "results/eval_adapt",
             ]
         ],
-        copies=[("results/eval_adapt/summary.json", "docs/bench/eval_adapt_summary.json")]
+        copies=[
+            ("results/eval_adapt/summary.json", "docs/bench/eval_adapt_summary.json"),
+            ("results/eval_adapt/points.csv", "docs/bench/eval_adapt_points.csv"),
+        ]
         + [(f"results/eval_adapt/plots/{d}.png", f"docs/eval/adapt_{d}.png") for d in DOMAINS],
     ),
     Step(
