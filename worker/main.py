@@ -137,6 +137,7 @@ def work_until_stopped(redis: Redis, queue_name: str, burst: bool, name: str | N
         if burst or w.stop_signalled:
             return
         log.warning("work loop ended without a stop signal; starting it again", extra={"worker": w.name})
+        time.sleep(1.0)  # a loop that keeps failing for another reason must not spin a core
         wait_for_redis(redis, w.name)
         with contextlib.suppress(*REDIS_ERRORS):  # the lost loop could not register its death;
             w.register_death()  # a worker with a fixed --name needs it to register again
