@@ -63,7 +63,7 @@ from codec.zoo.base import BaseModel
 from codec.zoo.context_models import is_context_model, serial_decompress, synthesis_view
 from codec.zoo.decompress import is_plain_hyperprior, padded_strings
 from codec.zoo.errors import UnknownModelError
-from codec.zoo.hashing import symbols_hash
+from codec.zoo.hashing import SymbolsHasher, symbols_hash
 from codec.zoo.registry import Registry, default_registry
 
 MAX_CODED_SIDE = 1 << 16
@@ -216,6 +216,7 @@ class Latents:
     y: Tensor | None
     g_s: nn.Sequential | None
     symbols: list[Tensor] | None
+    hashed: SymbolsHasher | None = None  # the symbols hashed while decoding (they come before ``symbols``)
     maps: dict[int, Tensor] = field(default_factory=dict)
     x_hat: Tensor | None = None
     tileable: bool = True  # whether the tiles' halo covers the synthesis's reach (not cheng2020's)
@@ -226,8 +227,9 @@ def _gained_latents(base: BaseModel, strings: list[list[bytes]], shape: tuple[in
     the same arithmetic and symbols, in bounded memory."""
     net = base.net
     assert isinstance(net, GainedMeanScaleHyperprior)
-    y, y_sym, z_sym = decompress_grouped(net, strings, shape, base.level_tensor(level))
-    return Latents(y=y, g_s=net.g_s, symbols=[y_sym, z_sym])
+    hasher = SymbolsHasher()
+    y = decompress_grouped(net, strings, shape, base.level_tensor(level), hasher)
+    return Latents(y=y, g_s=net.g_s, symbols=[], hashed=hasher)
 
 
 def _hyperprior_latents(net: Any, strings: list[list[bytes]], shape: tuple[int, int]) -> Latents:
@@ -282,10 +284,10 @@ def entropy_decode(base: BaseModel, c: Container, shape: tuple[int, int], level:
     return lat
 
 
-def check_symbols(c: Container, symbols: list[Tensor] | None) -> None:
+def check_symbols(c: Container, lat: Latents) -> None:
     """The symbol hash, when the file has one and the model exposes its symbols."""
     expected = c.fields.get(Field.SYMBOLS_HASH)
-    if expected is not None and symbols is not None and symbols_hash(symbols) != expected:
+    if expected is not None and lat.symbols is not None and symbols_hash(lat.symbols, lat.hashed) != expected:
         raise BitstreamError(
             "bitstream does not decode to what was encoded "
             "(payload altered, or the entropy model differs on this platform)"
@@ -380,8 +382,8 @@ def decode_image(
     alpha = _alpha_from_payload(c.sections[Section.ALPHA], w, h) if Section.ALPHA in c.sections else None
     with canonical_compute():
         lat = entropy_decode(base, c, shape, level)
-    check_symbols(c, lat.symbols)
-    lat.symbols = None  # checked: free them before the synthesis
+    check_symbols(c, lat)
+    lat.symbols, lat.hashed = None, None  # checked: free them before the synthesis
     layout = choose_layout(lat, c, bit_exact, (w, h))
     if layout is not None:
         release_heap()  # the entropy stage's temporaries, before the synthesis builds its own peak

@@ -31,6 +31,7 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from torch import Tensor
 
 from codec.models.gained import GainedMeanScaleHyperprior
+from codec.zoo.hashing import SymbolsHasher
 
 #: symbols per call into the rANS coder (bounds the Python lists to ~8 MB each)
 CODER_CHUNK = 1 << 20
@@ -101,10 +102,16 @@ def compress_gained_grouped(
 
 
 def decompress_grouped(
-    net: GainedMeanScaleHyperprior, strings: list[list[bytes]], shape: tuple[int, int], q: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The synthesis input ``y_hat * inv_gain`` and the decoded symbols (y, z), as
-    ``net.decompress_latents`` gives them, channel group by channel group."""
+    net: GainedMeanScaleHyperprior,
+    strings: list[list[bytes]],
+    shape: tuple[int, int],
+    q: Tensor,
+    hasher: SymbolsHasher,
+    elements: int = GROUP_ELEMENTS,
+) -> Tensor:
+    """The synthesis input ``y_hat * inv_gain``, as ``net.decompress_latents`` gives it, channel
+    group by channel group; the decoded symbols (y, then z) go into ``hasher`` as they come, so
+    they are never all held at once."""
     gc = net.gaussian_conditional
     z_hat = net.entropy_bottleneck.decompress(strings[1], shape)
     hs = net.mixed(net.h_s, z_hat)
@@ -112,10 +119,9 @@ def decompress_grouped(
     tables = _Tables.of(gc)
     rows, cols = hs.shape[-2], hs.shape[-1]
     y = torch.empty(1, net.M, rows, cols)
-    y_sym = torch.empty(1, net.M, rows, cols, dtype=torch.int32)
     decoder = RansDecoder()
     decoder.set_stream(strings[0][0])
-    for c0, c1 in channel_groups(net.M, rows * cols):
+    for c0, c1 in channel_groups(net.M, rows * cols, elements):
         scales, means = _group_params(net, hs, gain, c0, c1)
         indexes = gc.build_indexes(scales).reshape(-1)
         out = torch.empty(indexes.numel(), dtype=torch.int32)
@@ -125,7 +131,7 @@ def decompress_grouped(
                 decoder.decode_stream(part, tables.cdf, tables.lengths, tables.offsets), dtype=torch.int32
             )
         sym = out.reshape(means.shape)
-        y_sym[:, c0:c1] = sym
+        hasher.update(sym)  # channels c0:c1 of the (1, M, rows, cols) symbols: their bytes, in order
         y[:, c0:c1] = (sym.float() + means) * inv_gain[:, c0:c1]
-    z_sym = torch.round(z_hat - net.z_medians()).to(torch.int32)
-    return y, y_sym, z_sym
+    hasher.update(torch.round(z_hat - net.z_medians()).to(torch.int32))
+    return y

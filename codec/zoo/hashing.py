@@ -27,10 +27,28 @@ def weights_hash(module: nn.Module) -> bytes:
     return h.digest()
 
 
-def symbols_hash(symbols: list[Tensor]) -> bytes:
+class SymbolsHasher:
+    """:func:`symbols_hash` fed piece by piece, in coding order: a decoder can hash each channel
+    group of y as it decodes it instead of keeping all the y symbols (96 MB at 48 Mpixel) for the
+    check. The pieces must be what the whole tensors' bytes are, in order: channel groups of a
+    ``(1, C, H, W)`` tensor are."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.blake2b(digest_size=4)
+
+    def update(self, symbols: Tensor) -> None:
+        # the array itself, not ``tobytes()``: a copy of the y symbols was the decode's peak
+        self._h.update(symbols.to(torch.int32).contiguous().numpy())
+
+    def digest(self) -> bytes:
+        return self._h.digest()
+
+
+def symbols_hash(symbols: list[Tensor], start: SymbolsHasher | None = None) -> bytes:
     """4-byte hash of the coded integer symbols: decoders check it to catch a desynchronised
-    entropy model (different platform) or a crafted payload, instead of returning garbage."""
-    h = hashlib.blake2b(digest_size=4)
+    entropy model (different platform) or a crafted payload, instead of returning garbage.
+    ``start``: the symbols already hashed while decoding (they come first)."""
+    h = start or SymbolsHasher()
     for t in symbols:
-        h.update(t.to(torch.int32).contiguous().numpy().tobytes())
+        h.update(t)
     return h.digest()
