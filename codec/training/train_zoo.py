@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--init", type=Path, help="start from these exported weights (a neighbouring lambda's .pth): fine-tune a family"
+    )
     return ap
 
 
@@ -156,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     if (args.out / "last.pt").exists():
         trainer.restore(torch.load(args.out / "last.pt", map_location="cpu", weights_only=False))
         print(f"resumed at step {trainer.step} ({trainer.wall / 60:.1f} min trained)")
+    elif args.init is not None:
+        # strict: a checkpoint of another architecture or width must not half-load
+        trainer.net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        print(f"weights from {args.init} (optimisers start fresh)")
     images = load_training_images(folders, args.crop)
     if run(trainer, args, images):
         path = export(trainer, args)
