@@ -65,3 +65,41 @@ def test_trained_checkpoints_are_added_and_benchmarked_as_one_curve(
         ("2.0", "sga"),
     }
     assert summary["kodak"]["sga"]["rd_cost_saving_pct"] is not None
+
+
+def test_init_starts_from_a_neighbours_weights(tmp_path: Path, photos: Path) -> None:
+    """``--init`` loads another lambda's exported weights: with a learning rate of zero the new
+    checkpoint's transforms are those weights; a checkpoint of another width is refused."""
+    import torch
+
+    base = ["--N", "16", "--M", "24", "--data", str(photos), "--batch", "2", "--crop", "64", "--threads", "1"]
+    first = tmp_path / "first"
+    assert train_zoo.main([*base, "--lmbda", "0.013", "--steps", "3", "--out", str(first)]) == 0
+    src = first / "mbt2018-mean-0.013.pth"
+    second = tmp_path / "second"
+    assert (
+        train_zoo.main(
+            [*base, "--lmbda", "0.0035", "--steps", "1", "--lr", "0", "--init", str(src), "--out", str(second)]
+        )
+        == 0
+    )
+    a = torch.load(src, weights_only=True)
+    b = torch.load(second / "mbt2018-mean-0.0035.pth", weights_only=True)
+    transforms = [k for k in a if k.startswith(("g_a.", "g_s.", "h_a.", "h_s."))]
+    assert transforms and all(torch.equal(a[k], b[k]) for k in transforms)
+    with pytest.raises(SystemExit, match="is not mbt2018-mean N=32 M=24 weights"):
+        train_zoo.main(
+            [
+                *base[:1],
+                "32",
+                *base[2:],
+                "--lmbda",
+                "0.0035",
+                "--steps",
+                "1",
+                "--init",
+                str(src),
+                "--out",
+                str(tmp_path / "wide"),
+            ]
+        )

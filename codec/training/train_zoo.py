@@ -22,6 +22,7 @@ ARCH --lambda LAMBDA`` checks and keeps.
 from __future__ import annotations
 
 import argparse
+import pickle
 import random
 import signal
 import time
@@ -161,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resumed at step {trainer.step} ({trainer.wall / 60:.1f} min trained)")
     elif args.init is not None:
         # strict: a checkpoint of another architecture or width must not half-load
-        trainer.net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        try:
+            trainer.net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SystemExit(
+                f"train_zoo: error: --init {args.init} is not {args.arch} N={args.N} M={args.M} weights ({first})"
+            ) from None
         print(f"weights from {args.init} (optimisers start fresh)")
     images = load_training_images(folders, args.crop)
     if run(trainer, args, images):
