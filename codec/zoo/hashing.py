@@ -38,7 +38,7 @@ class SymbolsHasher:
 
     def update(self, symbols: Tensor) -> None:
         # the array itself, not ``tobytes()``: a copy of the y symbols was the decode's peak
-        self._h.update(memoryview(symbols.to(torch.int32).contiguous().numpy()))
+        self._h.update(symbols.to(torch.int32).contiguous().numpy().data)
 
     def digest(self) -> bytes:
         return self._h.digest()
