@@ -24,22 +24,26 @@ class Adaptable:
     """A base model as the adaptive encode sees it; subclasses fill in the architecture."""
 
     net: nn.Module
+    g_a: nn.Module
     g_s: nn.Sequential
     h_a: nn.Sequential
     entropy_bottleneck: EntropyBottleneck
     gaussian_conditional: GaussianConditional
 
     def analysis(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Continuous (y, z) of a padded image, y in the network's own domain."""
-        raise NotImplementedError
+        """Continuous (y, z) of a padded image, y in the network's own domain (as CompressAI's
+        hyperpriors compute them: ``h_a`` reads :meth:`hyper_input` of y)."""
+        y = self.g_a(x)
+        return y, self.h_a(self.hyper_input(y))
 
     def coded(self, y: Tensor) -> Tensor:
         """y in the domain the entropy coder rounds (the gained domain for gained models)."""
         return y
 
     def hyper_input(self, yc: Tensor) -> Tensor:
-        """What ``h_a`` reads, from a coded-domain y (the DR posterior samples ``h_a`` on it)."""
-        raise NotImplementedError
+        """What ``h_a`` reads, from a coded-domain y (the DR posterior samples ``h_a`` on it): y
+        itself unless the model gains or folds it first."""
+        return yc
 
     def z_medians(self) -> Tensor:
         return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)

@@ -64,13 +64,6 @@ class ContextAdaptable(Adaptable):
         self.entropy_bottleneck, self.gaussian_conditional = model.entropy_bottleneck, model.gaussian_conditional
         self.cheng = type(net).__name__.startswith("Cheng2020")
 
-    def analysis(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = self.g_a(x)
-        return y, self.h_a(y)
-
-    def hyper_input(self, yc: Tensor) -> Tensor:
-        return yc
-
     def adapter_positions(self) -> tuple[int, ...]:
         """cheng2020: the input of the final residual block (see the module notes); mbt2018: the default."""
         return (len(self.g_s) - 3,) if self.cheng else super().adapter_positions()

@@ -61,13 +61,6 @@ class WacnnAdaptable(Adaptable):
         self.g_a, self.g_s, self.h_a = net.g_a, net.g_s, net.h_a
         self.entropy_bottleneck, self.gaussian_conditional = net.entropy_bottleneck, net.gaussian_conditional
 
-    def analysis(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = self.g_a(x)
-        return y, self.h_a(y)
-
-    def hyper_input(self, yc: Tensor) -> Tensor:
-        return yc
-
     def adapter_positions(self) -> tuple[int, ...]:
         return (ADAPTER_POSITION,)
 

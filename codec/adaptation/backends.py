@@ -96,10 +96,6 @@ class ZooAdaptable(Adaptable):
         self.entropy_bottleneck, self.gaussian_conditional = model.entropy_bottleneck, model.gaussian_conditional
         self.g_a = model.g_a
 
-    def analysis(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        y = self.g_a(x)
-        return y, self.h_a(self.hyper_input(y))
-
     def hyper_input(self, yc: Tensor) -> Tensor:
         return yc if self.with_means else torch.abs(yc)
 
