@@ -166,11 +166,33 @@ def train_speed(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def zoo_vs_default(both: dict[str, Any]) -> list[str]:
+    """BD-rate of each method per domain for a trained zoo family (``--rate-models``), under the
+    ``default`` model's figures for the same methods from the adaptation table's file."""
+    zoo, ref = both["source"], both["reference"]
+    doms = _doms(zoo)
+    family = ", ".join(f"`{n}`" for n in zoo["weights"])
+    lines = _head(doms, "base model: method, figure")
+    for m in ADAPT_METHODS:
+        if m not in zoo[doms[0]] or zoo[doms[0]][m]["rd_cost_saving_pct"] is None:
+            continue
+        for label, s in (("`default`", ref), (family, zoo)):
+            cells = [str(s[d][m]["bd_rate_vs_plain_pct"]) if d in s else "-" for d in doms]
+            lines.append(f"| {label}: {m}, BD-rate % | " + " | ".join(cells) + " |")
+        for label, s in (("`default`", ref), (family, zoo)):
+            cells = [f"{-s[d][m]['rd_cost_saving_pct']:+.1f}" if d in s else "-" for d in doms]
+            lines.append(f"| {label}: {m}, RD cost % | " + " | ".join(cells) + " |")
+    return lines
+
+
 @dataclass(frozen=True)
 class Table:
     source: str  # file name in docs/bench
     render: Callable[[dict[str, Any]], list[str]]
     stamped: bool = True  # False: the figures do not depend on the weights (training speed)
+    # a second results file the table shows beside its own (render then gets {"source", "reference"});
+    # the weights check applies to it (the source's own models are not the shipped default)
+    reference: str | None = None
 
 
 TABLES: dict[str, Table] = {
@@ -188,6 +210,7 @@ TABLES: dict[str, Table] = {
     "kodak-default": Table("kodak_compare.json", kodak_curve("default")),
     "kodak-models": Table("kodak_compare.json", kodak_models),
     "train-speed": Table("train_speed.json", train_speed, stamped=False),
+    "zoo-adaptation": Table("zoo_adaptation_summary.json", zoo_vs_default, reference="adaptation_summary.json"),
 }
 
 
@@ -216,7 +239,14 @@ def problems(text: str, bench: Path, current: str | None) -> tuple[str, list[str
             errors.append(f"table {name!r}: its results file docs/bench/{table.source} is missing")
             return m.group(0)
         data = json.loads(source.read_text())
-        stamp = data.get("weights", {}).get("default") if isinstance(data, dict) else None
+        if table.reference is not None:
+            ref = bench / table.reference
+            if not ref.is_file():
+                errors.append(f"table {name!r}: its reference file docs/bench/{table.reference} is missing")
+                return m.group(0)
+            data = {"source": data, "reference": json.loads(ref.read_text())}
+        stamped = data["reference"] if table.reference is not None else data
+        stamp = stamped.get("weights", {}).get("default") if isinstance(stamped, dict) else None
         if table.stamped and current is not None and stamp != current:
             errors.append(f"table {name!r}: {table.source} measured default@{stamp}, shipped default@{current}")
         body = "\n".join(table.render(data)) + "\n"
