@@ -158,3 +158,15 @@ def test_the_api_offers_exactly_the_codec_presets() -> None:
     from service.models import Adaptation
 
     assert get_args(Adaptation) == PRESET_NAMES
+
+
+def test_a_job_rq_started_is_running_only_once_its_start_is_recorded() -> None:
+    """rq says "started" a moment before the task records ``started_at``: until then the job stays
+    "queued", so a "running" job always has a start time (the API shows both)."""
+    from udic_jobs import resolve_state
+
+    rec = JobRecord.queued("j1", "alice", parse_payload(dict(LEGACY_ENCODE)))
+    assert resolve_state(rec, "started") == "queued"
+    rec.state, rec.started_at = "running", 1.0
+    assert resolve_state(rec, "started") == "running"
+    assert resolve_state(rec, "queued") == "queued"  # re-queued after a lost worker: rq knows best

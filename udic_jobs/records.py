@@ -104,6 +104,10 @@ def resolve_state(record: JobRecord, rq_status: str | None) -> str:
         return record.state
     if rq_status is None:
         return record.state
+    if rq_status == "started" and record.started_at == 0.0:
+        # rq marks a job started a moment before our task records its start: "running" without a
+        # ``started_at`` would be a state the API cannot describe (seen by tests/e2e/test_fair_use.py)
+        return "queued"
     mapping = {
         "queued": "queued",
         "deferred": "queued",
