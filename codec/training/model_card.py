@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from codec.datasets import datasets_root
+from codec.training.train_default import DEFAULT_FOLDERS
 from codec.zoo.loaders import load_gained_file
 from codec.zoo.registry import WEIGHTS_DIR
 
@@ -45,6 +47,26 @@ def history_rows(history: list[dict[str, Any]]) -> list[str]:
     rows += ["", "| device | steps | hours |", "|---|---:|---:|"]
     rows += [f"| {d} | {int(s):,} | {h:.2f} |" for d, (s, h) in per_device.items()]
     return rows
+
+
+def continue_data(history: list[dict[str, Any]], root: Path | None = None) -> str:
+    """``--data`` for the continue command: the folders the last session trained on, so that
+    continuing keeps the recipe (a universal base must not go on with the photos only).
+
+    Histories name folders relative to the shared datasets (``graphics-train/screen``); older ones
+    only by their last part (``screen``), which is also the name of an evaluation folder, so such a
+    name is looked up under ``graphics-train`` first: the command must never train on evaluation
+    files. Empty when the last session used the trainer's default folders."""
+    trained = [h for h in history if "event" not in h]
+    names = trained[-1].get("data") if trained else None
+    if not isinstance(names, list) or tuple(names) == DEFAULT_FOLDERS:
+        return ""
+    root = root or datasets_root()
+    shown = []
+    for name in names:
+        nested = "/" not in name and root is not None and (root / "graphics-train" / name).is_dir()
+        shown.append(f"../shared/datasets/{'graphics-train/' if nested else ''}{name}")
+    return " --data " + " ".join(shown)
 
 
 def kodak_rows(res: dict[str, Any], model: str) -> list[str]:
@@ -87,7 +109,7 @@ def card(weights: Path, res: dict[str, Any], model: str, title: str, note: str) 
         f"| weights hash | `{loaded.hash.hex()}` (written into every bitstream) |",
         f"| rate levels | lambda = {', '.join(f'{v:.3g}' for v in cfg['lambdas'])} (MSE, CompressAI's qualities 1-6) |",
         f"| training | {shipped.get('step'):,} steps of batch 4 x 256x256 crops with flips, Adam, warm-up and cosine decay, each sample at a random level, mixed quantisation (noise for the rate, straight-through rounding for the decoder); {float(shipped.get('train_seconds') or 0) / 3600:.2f} h in all |",
-        f"| continue | `python -m codec.training.train_default --out runs/next --init {_shown(weights)} --minutes 120` (then `python -m codec.zoo.retire` before `python -m codec.training.export runs/next/last.pt` over `default.pt`, so files made with these weights keep decoding) |",
+        f"| continue | `python -m codec.training.train_default --out runs/next --init {_shown(weights)}{continue_data(_history(shipped))} --minutes 120` (then `python -m codec.zoo.retire` before `python -m codec.training.export runs/next/last.pt` over `default.pt`, so files made with these weights keep decoding) |",
         "",
         "## Training history",
         "",

@@ -319,13 +319,23 @@ def main(argv: list[str] | None = None) -> None:
     run(trainer, args, images, None if kodak is None else kodak.to(device), device)
 
 
+def data_name(folder: Path) -> str:
+    """A training folder as the model card names it: relative to the shared datasets when inside
+    them (``graphics-train/screen``, never just ``screen``, which is an evaluation folder's name)."""
+    root = datasets_root()
+    try:
+        return folder.resolve().relative_to(root.resolve()).as_posix() if root else folder.name
+    except ValueError:
+        return folder.name
+
+
 def session_record(args: argparse.Namespace, device: torch.device, trainer: Trainer) -> dict:
     """What the model card reports per session: where it ran, on what data, from which step."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     return {
         "device": name,
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "data": str(args.pack) if args.pack else [Path(f).name for f in args.data],
+        "data": str(args.pack) if args.pack else [data_name(Path(f)) for f in args.data],
         "precision": args.precision,
         "N": trainer.model.N,
         "start_step": trainer.step,
