@@ -23,6 +23,13 @@ OUT_OF_DOMAIN: tuple[str, ...] = DOMAINS[1:]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
 
+#: training folders, relative to the datasets root (never an evaluation folder)
+PHOTO_FOLDERS = ("natural-train", "natural-train-extra")
+GRAPHICS_FOLDERS = tuple(f"graphics-train/{kind}" for kind in ("clipart", "pixel", "screen", "comic"))
+#: what the default model trains on: the shipped default is a universal base (photos and
+#: graphics; see its model card), so training continues on the same mix unless told otherwise
+DEFAULT_TRAINING_FOLDERS = PHOTO_FOLDERS + GRAPHICS_FOLDERS
+
 #: the environment variable that moves the datasets for test and benchmark runs
 DATASETS_ENV = "UDIC_DATASETS"
 

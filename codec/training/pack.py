@@ -2,7 +2,7 @@
 
 Why: the device machine that trains on a GPU gets only a copy of the working tree plus at most
 64 MiB of carried files, and it cannot reach ``../shared/datasets`` (130 MB of photos). A pack holds
-as many random ``size`` x ``size`` crops of the photo folders as fit in ``--max-mib``, each stored
+as many random ``size`` x ``size`` crops of the training folders as fit in ``--max-mib``, each stored
 as lossless WebP (about 8 bits per pixel on these photos, three times less than raw uint8; PNG
 would take 11) or, with ``--jpeg Q``, as JPEG 4:4:4 of quality Q (about 2.2 times more crops, not
 lossless). It also holds the six Kodak bench-256 crops, so training can still evaluate, and a few
@@ -31,9 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from codec.datasets import bench_images, datasets_root, list_images
+from codec.datasets import DEFAULT_TRAINING_FOLDERS, bench_images, datasets_root, list_images
 
-DEFAULT_FOLDERS = ("natural-train", "natural-train-extra")
 DEFAULT_EXTRAS = ("kodim23",)
 MIB = 1 << 20
 
@@ -192,7 +191,9 @@ def extract_extras(path: Path, dest: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("var/device-carry/pack.zip"))
-    ap.add_argument("--data", type=Path, nargs="+", default=None, help="photo folders (default: the training photos)")
+    ap.add_argument(
+        "--data", type=Path, nargs="+", default=None, help="training folders (default: the default model's data)"
+    )
     ap.add_argument("--max-mib", type=float, default=40.0, help="size of the whole pack, in MiB")
     ap.add_argument("--size", type=int, default=256, help="crop side")
     ap.add_argument("--seed", type=int, default=0)
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--originals", action="store_true", help="JPEG sources whole, byte for byte, not cropped")
     args = ap.parse_args(argv)
     root = datasets_root()
-    folders = args.data or ([root / f for f in DEFAULT_FOLDERS] if root else [])
+    folders = args.data or ([root / f for f in DEFAULT_TRAINING_FOLDERS] if root else [])
     if not folders or not all(f.is_dir() for f in folders):
         raise SystemExit("training photos not found: pass --data or put ../shared/datasets beside the repo")
     m = build_pack(

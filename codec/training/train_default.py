@@ -1,8 +1,10 @@
 """Train the embedded default model (variable-rate gained mean-scale hyperprior) on CPU or GPU.
 
-Data: the photo folders of ``../shared/datasets`` (``natural-train`` and ``natural-train-extra``
-by default), held in RAM as uint8, random crops with horizontal flips. Each sample of a batch draws
-its own rate level, so every step trains several rates. Loss per sample: ``bpp + lambda*255^2*MSE``.
+Data: the training folders of ``../shared/datasets``, by default the mix the shipped universal base
+was trained on (the photos of ``natural-train`` and ``natural-train-extra`` and the four
+``graphics-train`` folders; never an evaluation folder), held in RAM as uint8, random crops with
+horizontal flips. Each sample of a batch draws its own rate level, so every step trains several
+rates. Loss per sample: ``bpp + lambda*255^2*MSE``.
 
 Speed: bf16 autocast with channels_last by default (the rate terms stay fp32, see
 ``GainedMeanScaleHyperprior.forward``), and the last ``--fp32-tail`` (25 %) of the schedule in fp32:
@@ -41,7 +43,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from codec.datasets import bench_images, datasets_root
+from codec.datasets import DEFAULT_TRAINING_FOLDERS, bench_images, datasets_root
 from codec.losses import autocast_for, rd_loss
 from codec.models.gained import DEFAULT_LAMBDAS, GainedMeanScaleHyperprior
 from codec.sampling import load_training_images, random_batch
@@ -49,7 +51,7 @@ from codec.training.pack import load_pack
 from codec.training.steps import lr_at, optimiser_step, save_atomic
 from codec.training.widen import widen
 
-DEFAULT_FOLDERS = ("natural-train", "natural-train-extra")
+DEFAULT_FOLDERS = DEFAULT_TRAINING_FOLDERS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,10 +32,9 @@ import torch
 from compressai.models import MeanScaleHyperprior, ScaleHyperprior
 from tqdm import tqdm
 
-from codec.datasets import datasets_root
+from codec.datasets import PHOTO_FOLDERS, datasets_root
 from codec.sampling import load_training_images, random_batch
 from codec.training.steps import lr_at, optimiser_step, save_atomic
-from codec.training.train_default import DEFAULT_FOLDERS
 
 ARCHS: dict[str, type[ScaleHyperprior]] = {"mbt2018-mean": MeanScaleHyperprior, "bmshj2018-hyperprior": ScaleHyperprior}
 
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     root = datasets_root()
-    folders = args.data or ([root / f for f in DEFAULT_FOLDERS] if root else [])
+    folders = args.data or ([root / f for f in PHOTO_FOLDERS] if root else [])
     if not folders or not all(Path(f).is_dir() for f in folders):
         raise SystemExit("train_zoo: error: training data not found (pass --data, or put ../shared beside the repo)")
     args.out.mkdir(parents=True, exist_ok=True)
