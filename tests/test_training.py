@@ -103,33 +103,38 @@ def test_fp32_islands_keep_gdn_and_last_layers_fp32_under_autocast() -> None:
 
 
 def test_the_shipped_weights_and_the_retired_ones_both_code(tmp_path: Path) -> None:
-    """The default is the N=96 model its card describes; the N=48 weights it replaced stay a model
-    (``default@26eccb109a445d24``), so files made with them keep decoding."""
+    """The default is the universal N=96 model its card describes; the weights it replaced stay
+    models (``default@4c7f48a0ed5f6775``, ``default@26eccb109a445d24``), so files made with them
+    keep decoding."""
     from codec.coder import decode_image
     from codec.decoding import read_header
     from codec.pipeline import EncodeRequest, encode
     from codec.zoo import Registry
 
     reg = Registry()
-    assert reg.get("default").hash.hex() == "4c7f48a0ed5f6775"  # the hash its model card states
+    assert reg.get("default").hash.hex() == "f7213005a686e8ee"  # the hash its model card states
     assert reg.get("default").net.N == 96
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
-    for name, hash16 in (("default", "4c7f48a0ed5f6775"), ("default@26eccb109a445d24", "26eccb109a445d24")):
+    for name, hash16 in (
+        ("default", "f7213005a686e8ee"),
+        ("default@4c7f48a0ed5f6775", "4c7f48a0ed5f6775"),
+        ("default@26eccb109a445d24", "26eccb109a445d24"),
+    ):
         out = encode(img, EncodeRequest(model=name, quality=3), registry=reg)
         assert str(read_header(out.data)["model_hash"]).startswith(hash16)
         assert decode_image(out.data, reg, bit_exact=True).rgb.shape == (64, 80, 3)
 
 
 def test_the_candidate_weights_load_and_code() -> None:
-    """The candidate next default (the universal base) is the file its card describes, and codes."""
+    """The candidate next default (the universal base trained on) is the file its card describes."""
     from codec.coder import decode_image
     from codec.pipeline import EncodeRequest, encode
     from codec.zoo import Registry, parse_checkpoint
 
-    weights = Path(__file__).resolve().parents[1] / "codec" / "zoo" / "weights" / "candidates" / "default-universal.pt"
+    weights = Path(__file__).resolve().parents[1] / "codec" / "zoo" / "weights" / "candidates" / "default-next.pt"
     reg = Registry(checkpoints=[parse_checkpoint(f"next={weights}")])
-    assert reg.get("next").hash.hex() == "f7213005a686e8ee"  # the hash its model card states
+    assert reg.get("next").hash.hex() == "9c2c23c9fac162d1"  # the hash its model card states
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
     out = encode(img, EncodeRequest(model="next", quality=3), registry=reg)
@@ -144,3 +149,31 @@ def test_bad_init_and_widen_are_one_line_errors(tmp_path: Path) -> None:
     args = train_default.build_parser().parse_args(["--init", str(weights), "--widen", "16"])
     with pytest.raises(SystemExit, match="narrower than N=96"):
         train_default.build_model(args, torch.device("cpu"))
+
+
+def test_the_cards_continue_command_keeps_the_last_sessions_data(tmp_path: Path) -> None:
+    """Continuing with other folders than the last session's would change the recipe (a universal
+    base going on with photos only); the trainer's default folders need no ``--data``."""
+    from codec.datasets import DEFAULT_TRAINING_FOLDERS
+    from codec.training.model_card import continue_data
+
+    (tmp_path / "natural-train").mkdir()
+    (tmp_path / "screen").mkdir()  # an evaluation folder with a training folder's name
+    (tmp_path / "graphics-train" / "screen").mkdir(parents=True)
+    universal = {"device": "CPU", "end_step": 10, "end_wall": 1.0, "data": list(DEFAULT_TRAINING_FOLDERS)}
+    old_names = {**universal, "end_step": 20, "data": ["natural-train", "screen"]}  # as older trainers recorded
+    widened = {"event": "widened", "end_step": 20, "end_wall": 1.0}
+    assert continue_data([universal], tmp_path) == ""
+    assert continue_data([universal, old_names, widened], tmp_path) == (
+        " --data ../shared/datasets/natural-train ../shared/datasets/graphics-train/screen"
+    )
+    assert continue_data([old_names, universal], tmp_path) == ""  # the last session decides
+    photos = {**universal, "data": ["natural-train", "natural-train-extra"]}
+    assert continue_data([photos], tmp_path).endswith("/natural-train ../shared/datasets/natural-train-extra")
+
+
+def test_a_session_names_its_folders_relative_to_the_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "graphics-train" / "screen").mkdir(parents=True)
+    monkeypatch.setenv("UDIC_DATASETS", str(tmp_path))
+    assert train_default.data_name(tmp_path / "graphics-train" / "screen") == "graphics-train/screen"
+    assert train_default.data_name(tmp_path.parent / "elsewhere") == "elsewhere"
