@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 
-from codec.datasets import datasets_root
-from codec.training.train_default import DEFAULT_FOLDERS
+from codec.datasets import DEFAULT_TRAINING_FOLDERS, datasets_root
 from codec.zoo.loaders import load_gained_file
 from codec.zoo.registry import WEIGHTS_DIR
 
@@ -59,7 +58,7 @@ def continue_data(history: list[dict[str, Any]], root: Path | None = None) -> st
     files. Empty when the last session used the trainer's default folders."""
     trained = [h for h in history if "event" not in h]
     names = trained[-1].get("data") if trained else None
-    if not isinstance(names, list) or tuple(names) == DEFAULT_FOLDERS:
+    if not isinstance(names, list) or tuple(names) == DEFAULT_TRAINING_FOLDERS:
         return ""
     root = root or datasets_root()
     shown = []

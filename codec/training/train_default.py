@@ -51,8 +51,6 @@ from codec.training.pack import load_pack
 from codec.training.steps import lr_at, optimiser_step, save_atomic
 from codec.training.widen import widen
 
-DEFAULT_FOLDERS = DEFAULT_TRAINING_FOLDERS
-
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -286,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     root = datasets_root()
-    folders = args.data or ([root / f for f in DEFAULT_FOLDERS] if root and not args.pack else [])
+    folders = args.data or ([root / f for f in DEFAULT_TRAINING_FOLDERS] if root and not args.pack else [])
     if args.pack is None and (not folders or not all(f.is_dir() for f in folders)):
         raise SystemExit("training data not found: pass --data or --pack, or put ../shared/datasets beside the repo")
     args.data = folders
