@@ -202,3 +202,47 @@ def test_folded_decode_matches_applying_the_map_to_the_features(after: object) -
     assert ref.shape == folded.shape
     assert torch.allclose(ref, folded, atol=1e-5) and torch.allclose(ref_omp, folded_omp, atol=1e-5)
     assert not torch.allclose(ref, run_layers(g_s, y), atol=1e-3)  # the map does change the output
+
+
+@pytest.mark.parametrize("kind", ["deconv", "conv"])
+def test_an_adapter_pushed_through_the_linear_output_layer_is_the_same_function(kind: str) -> None:
+    """The adapter stage computes ``layer(f) + layer0(B A f)`` instead of ``layer(f + B A f)``
+    (codec.adaptation.synthesis.low_rank_through); the two must agree up to float rounding."""
+    import torch
+    from torch import nn
+
+    from codec.adaptation.adapters import apply_adapter
+    from codec.adaptation.synthesis import default_adapter_positions, linear_tail, low_rank_through, run_layers
+    from codec.zoo import Registry
+
+    torch.manual_seed(0)
+    if kind == "deconv":  # the embedded default's own synthesis, at its default adapter position
+        g_s = Registry().get("default").net.g_s
+        pos = default_adapter_positions(g_s)[0]
+        x = torch.randn(1, 128, 4, 6)
+    else:
+        g_s = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 5, stride=2, padding=2))
+        pos, x = 1, torch.randn(1, 3, 16, 12)
+    layer = linear_tail(g_s, pos)
+    assert layer is g_s[pos + 1]
+    c = layer.in_channels
+    a, b = torch.randn(2, c) * 0.3, torch.randn(c, 2) * 0.3
+    with torch.no_grad():
+        ref = run_layers(g_s, x, hooks={pos: lambda f: apply_adapter(f, a, b)})
+        feat = run_layers(g_s, x, 0, pos + 1)
+        pushed = layer(feat) + low_rank_through(layer, b, torch.einsum("rc,nchw->nrhw", a, feat))
+    assert ref.shape == pushed.shape
+    assert torch.allclose(ref, pushed, atol=1e-5)
+    assert not torch.allclose(ref, layer(feat), atol=1e-3)  # the adapter does change the output
+
+
+def test_an_adapter_not_right_before_a_plain_output_convolution_runs_the_layers() -> None:
+    from torch import nn
+
+    from codec.adaptation.synthesis import linear_tail
+
+    g_s = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Conv2d(8, 3, 3, groups=1))
+    assert linear_tail(g_s, 3) is g_s[4]
+    assert linear_tail(g_s, 1) is None  # two layers after it, one of them non-linear
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2))
+    assert linear_tail(grouped, 1) is None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 Hook = Callable[[Tensor], Tensor]
@@ -49,3 +51,35 @@ def default_adapter_positions(seq: nn.Sequential) -> tuple[int, ...]:
         if not hasattr(seq[i], "out_channels"):  # GDN / activation
             return (i,)
     return (len(seq) - 2,)
+
+
+LinearLayer = nn.Conv2d | nn.ConvTranspose2d
+
+
+def linear_tail(seq: nn.Sequential, position: int) -> LinearLayer | None:
+    """The layer after ``position`` when it is the last one and a plain convolution, else None.
+
+    Then an adapter at ``position`` can be pushed through it (:func:`low_rank_through`): the
+    adapter stage no longer runs the full-resolution output layer per step, only a convolution
+    with ``rank`` input channels (the default adapter sits just before the output layer).
+    """
+    if position + 2 != len(seq):
+        return None
+    layer = seq[position + 1]
+    if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d) or type(layer) not in (nn.Conv2d, nn.ConvTranspose2d):
+        return None  # exactly a convolution: a subclass may compute something else
+    if layer.groups != 1 or layer.padding_mode != "zeros":
+        return None
+    return layer
+
+
+def low_rank_through(layer: LinearLayer, b: Tensor, h: Tensor) -> Tensor:
+    """``layer`` without its bias applied to ``B h`` (B: (C, r), h: r channels), as one convolution with
+    ``r`` input channels. The layer is linear, so ``layer(f + B h) == layer(f) + low_rank_through(layer, b, h)``
+    up to float rounding."""
+    if isinstance(layer, nn.ConvTranspose2d):
+        w = torch.einsum("cr,cokl->rokl", b, layer.weight.float())
+        out_pad = tuple(layer.output_padding)
+        return F.conv_transpose2d(h, w, None, layer.stride, layer.padding, out_pad, 1, layer.dilation)  # type: ignore[arg-type]
+    w = torch.einsum("cr,ockl->orkl", b, layer.weight.float())
+    return F.conv2d(h, w, None, layer.stride, layer.padding, layer.dilation)
