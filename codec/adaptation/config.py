@@ -38,6 +38,8 @@ class AdaptConfig:
     qstep_lr: float = 1e-2  # Adam learning rate of log2 of that step
     lmbda: float | None = None  # RD lambda of the refinement; None: the level's own (beyond the levels: with qstep)
     amp: bool = True  # bf16 autocast of the synthesis where the device runs bf16 natively (rates stay fp32)
+    push_adapters: bool = True  # one adapter before a linear output layer: train it through that layer's
+    # low-rank image (codec.adaptation.stages._adapted_tail); False runs the layers (benchmarks compare)
     seed: int = 0
 
     @property
@@ -49,12 +51,12 @@ class AdaptConfig:
 PRESETS: dict[str, AdaptConfig] = {
     "none": AdaptConfig(latent="none", latent_iters=0, decoder="none", decoder_iters=0),
     "fast": AdaptConfig(
-        latent="sga", latent_iters=250, latent_lr=5e-3, decoder="adapters", decoder_iters=100, decoder_lr=5e-3
+        latent="sga", latent_iters=100, latent_lr=2e-2, decoder="adapters", decoder_iters=100, decoder_lr=5e-3
     ),
     "fast+qstep": AdaptConfig(
         latent="sga",
-        latent_iters=250,
-        latent_lr=5e-3,
+        latent_iters=100,
+        latent_lr=2e-2,
         decoder="adapters",
         decoder_iters=100,
         decoder_lr=5e-3,

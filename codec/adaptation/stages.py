@@ -193,7 +193,7 @@ def _adapted_tail(enc: AdaptiveEncoder, specs: list[AdapterSpec], feat: Tensor) 
     rounding (computed in fp32), about ten times faster here; any other placement runs the layers.
     """
     g_s, first = enc.model.g_s, specs[0].position
-    layer = linear_tail(g_s, first) if len(specs) == 1 else None
+    layer = linear_tail(g_s, first) if len(specs) == 1 and enc.cfg.push_adapters else None
     if layer is not None:
         with torch.no_grad():
             fixed = layer(feat.float())
