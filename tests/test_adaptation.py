@@ -246,3 +246,16 @@ def test_an_adapter_not_right_before_a_plain_output_convolution_runs_the_layers(
     assert linear_tail(g_s, 1) is None  # two layers after it, one of them non-linear
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2))
     assert linear_tail(grouped, 1) is None
+
+
+def test_the_pushed_adapter_trains_like_the_layered_one(line_crop: Image.Image) -> None:
+    """Pushing the adapter through the output layer (the default) must train the same adapter as
+    running the layers: the same loss curve, up to float rounding (the layers run in bf16 on a bf16
+    CPU, the pushed path in fp32)."""
+    kwargs: dict[str, object] = {"quality": 3, "config": "fast", "latent_iters": 10, "decoder_iters": 30}
+    pushed = adaptive_encode(line_crop, **kwargs)  # type: ignore[arg-type]
+    layered = adaptive_encode(line_crop, push_adapters=False, **kwargs)  # type: ignore[arg-type]
+    p, lay = ([e[3] for e in r.curve if e[0] == "adapters"] for r in (pushed, layered))
+    assert len(p) == len(lay) == 30
+    assert abs(p[-1] - lay[-1]) / lay[-1] < 0.02
+    assert p[-1] < p[0]  # it did train
