@@ -34,10 +34,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from codec.adaptation.config import PRESETS
 from codec.datasets import datasets_root
 from codec.evaluation.large_image_bench import mosaic
 
 WORK = Path("var/bench/tiled_adapt")
+FAST = PRESETS["fast"]
 WHOLE = 1 << 62  # a threshold no image reaches: the whole-image encode
 #: case -> (width, height, picture, tiling threshold: None for the default)
 CASES: dict[str, tuple[int, int, str, int | None]] = {
@@ -103,6 +105,7 @@ def child(case: str, png: Path, quality: float, latent_iters: int, decoder_iters
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # PASSIVE: no spinning on a loaded machine
         "tiled": Field.TILING in Container.from_bytes(res.result.data).fields,
         "latent_iters": latent_iters,
+        "latent_lr": FAST.latent_lr,
         "decoder_iters": decoder_iters,
         "latent_steps_run": latent_steps,
         "adapter_steps_run": adapter_steps,
@@ -143,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", nargs=2, metavar=("CASE", "PNG"), help=argparse.SUPPRESS)
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--quality", type=float, default=3.0)
-    p.add_argument("--latent-iters", type=int, default=250, help="fast: 250")
-    p.add_argument("--decoder-iters", type=int, default=100, help="fast: 100")
+    p.add_argument("--latent-iters", type=int, default=FAST.latent_iters, help=f"fast: {FAST.latent_iters}")
+    p.add_argument("--decoder-iters", type=int, default=FAST.decoder_iters, help=f"fast: {FAST.decoder_iters}")
     p.add_argument("--out", type=Path, help="JSON file; cases already in it are kept unless re-run")
     args = p.parse_args(argv)
     if args.child:
@@ -173,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 def result_key(case: str, latent_iters: int, decoder_iters: int) -> str:
     """The case's key in the JSON file: its name for the full ``fast`` schedule, else with the
     iterations it ran (``rd2mp-tiled@50+20``), so a scaled-down run never replaces a full one."""
-    return case if (latent_iters, decoder_iters) == (250, 100) else f"{case}@{latent_iters}+{decoder_iters}"
+    full = (latent_iters, decoder_iters) == (FAST.latent_iters, FAST.decoder_iters)
+    return case if full else f"{case}@{latent_iters}+{decoder_iters}"
 
 
 def record(out: Path, case: str, res: dict[str, object]) -> None:
