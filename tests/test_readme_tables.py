@@ -97,8 +97,8 @@ def test_steps_staged_for_a_candidate_are_adopted_only_once_it_ships(benchmarks:
 
 
 def test_a_table_beside_a_reference_file_checks_the_references_weights(tables: ModuleType, tmp_path: Path) -> None:
-    """The zoo-adaptation table shows a trained family beside the default model's figures from the
-    adaptation table's file: that file must exist and have measured the shipped default."""
+    """The zoo-adaptation table shows a trained family beside the default model's figures on the same
+    schedule (the 250-step adaptation summary): that file must exist and have measured the shipped default."""
     bench = tmp_path / "bench"
     bench.mkdir()
     cell = {"bd_rate_vs_plain_pct": "-9.9", "rd_cost_saving_pct": 4.0}
@@ -106,14 +106,14 @@ def test_a_table_beside_a_reference_file_checks_the_references_weights(tables: M
     (bench / "zoo_adaptation_summary.json").write_text(json.dumps(zoo))
     text = "<!-- table: zoo-adaptation -->\n<!-- /table -->\n"
     _, errors = tables.problems(text, bench, tables.shipped_hash())
-    assert any("reference file docs/bench/adaptation_summary.json is missing" in e for e in errors)
+    assert any("reference file docs/bench/adaptation_summary_fast250.json is missing" in e for e in errors)
     ref = {d: {"sga": {"bd_rate_vs_plain_pct": "-1.5", "rd_cost_saving_pct": 2.0}} for d in tables.DOMAINS}
     ref |= {"weights": {"default": "0123"}}
-    (bench / "adaptation_summary.json").write_text(json.dumps(ref))
+    (bench / "adaptation_summary_fast250.json").write_text(json.dumps(ref))
     _, errors = tables.problems(text, bench, tables.shipped_hash())
     assert any("'zoo-adaptation'" in e and "default@0123" in e for e in errors)
     ref["weights"]["default"] = tables.shipped_hash()
-    (bench / "adaptation_summary.json").write_text(json.dumps(ref))
+    (bench / "adaptation_summary_fast250.json").write_text(json.dumps(ref))
     fixed, _ = tables.problems(text, bench, tables.shipped_hash())
     assert (
         "| `default`: sga, BD-rate % | -1.5 | -1.5 |" in fixed
