@@ -296,7 +296,8 @@ def check_symbols(c: Container, lat: Latents) -> None:
 
 def synthesize(lat: Latents, bit_exact: bool) -> Tensor:
     """The synthesis transform (adapters folded in): canonical when ``bit_exact``, else with the
-    caller's torch threads, or on CUDA when present (a copy of the synthesis moves there)."""
+    caller's torch threads and the last layer as a sub-pixel convolution (``codec.subpixel``), or
+    on CUDA when present (a copy of the synthesis moves there)."""
     if lat.x_hat is not None:
         return lat.x_hat
     assert lat.y is not None and lat.g_s is not None
@@ -305,7 +306,7 @@ def synthesize(lat: Latents, bit_exact: bool) -> Tensor:
             return run_folded(lat.g_s, lat.y, lat.maps).clamp_(0, 1)
     g_s, maps, device = _synthesis_on(lat, best_device())
     with torch.inference_mode():
-        return run_folded(g_s, lat.y.to(device), maps).clamp_(0, 1).cpu()
+        return run_folded(g_s, lat.y.to(device), maps, subpixel_last=device.type == "cpu").clamp_(0, 1).cpu()
 
 
 def _synthesis_on(lat: Latents, device: torch.device) -> tuple[nn.Sequential, dict[int, Tensor], torch.device]:
@@ -332,9 +333,11 @@ def choose_layout(lat: Latents, c: Container, bit_exact: bool, size: tuple[int, 
 def synthesize_pixels(lat: Latents, bit_exact: bool, layout: TileLayout | None, size: tuple[int, int]) -> np.ndarray:
     """The decoded (H, W, 3) uint8 image, whole or in tiles (``codec.tiling``).
 
-    Tiles on the CPU always run canonically (one thread per tile, several tiles at once: the
-    caller's torch thread count), so a tiled decode is bit-exact whatever ``bit_exact`` says; on
-    CUDA, unless ``bit_exact``, the tiles run there one after the other."""
+    Tiles on the CPU always run on one thread each (several tiles at once: the caller's torch
+    thread count), so their pixels do not depend on the thread count. With ``bit_exact`` they are
+    the canonical ones; without, the last layer runs as a sub-pixel convolution (``codec.subpixel``,
+    a quarter less time per tile), which can move a few 8-bit values by one level. On CUDA, unless
+    ``bit_exact``, the tiles run there one after the other."""
     w, h = size
     if layout is None or lat.y is None or lat.g_s is None:
         x_hat = synthesize(lat, bit_exact)
@@ -347,7 +350,7 @@ def synthesize_pixels(lat: Latents, bit_exact: bool, layout: TileLayout | None, 
         g_s = copy.deepcopy(lat.g_s).to(memory_format=torch.channels_last)  # same floats, faster
         with canonical_compute():
             return synthesis_tiled(
-                lambda t: run_folded(g_s, t.contiguous(memory_format=torch.channels_last), maps),
+                lambda t: run_folded(g_s, t.contiguous(memory_format=torch.channels_last), maps, not bit_exact),
                 y,
                 layout,
                 size,

@@ -73,19 +73,24 @@ def test_tiled_decode_is_within_the_stated_bound_of_the_whole_decode(pair: tuple
     assert abs(whole.psnr - tiled.psnr) < 0.01
 
 
-def test_a_tiled_file_decodes_to_the_verified_pixels_at_any_thread_count(
+def test_a_tiled_file_decodes_to_the_same_pixels_at_any_thread_count(
     pair: tuple[EncodeResult, EncodeResult],
 ) -> None:
-    """Tiles run canonically (one thread each, several at once): every decode is the bit-exact one."""
+    """Tiles run one thread each (several at once), so a decode does not depend on the thread
+    count; the default decode runs the last layer as a sub-pixel convolution (codec.subpixel), so
+    it is within the bound of the verified pixels, and ``bit_exact`` gives them exactly."""
     _, tiled = pair
     threads = torch.get_num_threads()
     try:
+        decoded = []
         for n in (1, 2, 3):
             torch.set_num_threads(n)
-            assert np.array_equal(decode_image(tiled.data).rgb, tiled.decoded.rgb)
+            decoded.append(decode_image(tiled.data).rgb)
+            assert np.array_equal(decode_image(tiled.data, bit_exact=True).rgb, tiled.decoded.rgb)
     finally:
         torch.set_num_threads(threads)
-    assert np.array_equal(decode_image(tiled.data, bit_exact=True).rgb, tiled.decoded.rgb)
+    assert all(np.array_equal(d, decoded[0]) for d in decoded)
+    _within_bound(decoded[0], tiled.decoded.rgb)
 
 
 def test_parallel_channels_last_tiles_equal_one_contiguous_thread(kodak_path: Path) -> None:
@@ -163,7 +168,8 @@ def test_domain_adapters_apply_in_tiled_coding(kodak_path: Path) -> None:
     assert ct.get_str(Field.DOMAIN_ID) == domain and Field.TILING in ct.fields
     assert Container.from_bytes(whole.data).sections[Section.Y] == ct.sections[Section.Y]
     _within_bound(whole.decoded.rgb, tiled.decoded.rgb)
-    assert np.array_equal(decode_image(tiled.data, registry=reg).rgb, tiled.decoded.rgb)
+    assert np.array_equal(decode_image(tiled.data, registry=reg, bit_exact=True).rgb, tiled.decoded.rgb)
+    _within_bound(decode_image(tiled.data, registry=reg).rgb, tiled.decoded.rgb)
     assert not np.array_equal(plain.decoded.rgb, tiled.decoded.rgb)
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from codec import subpixel
 from codec.adaptation.adapters import omp_values, split_params, unpack_adapters
 from codec.adaptation.synthesis import channels_after
 from codec.bitstream import BitstreamError, Container, Section
@@ -68,22 +69,31 @@ def adapted_decompress(
     return x_hat, symbols + extra_symbols
 
 
-def run_folded(g_s: nn.Sequential, x: Tensor, maps: dict[int, Tensor]) -> Tensor:
+def run_folded(g_s: nn.Sequential, x: Tensor, maps: dict[int, Tensor], subpixel_last: bool = False) -> Tensor:
     """The synthesis with a linear channel map ``M`` (C x C) applied after layer ``i`` for each
     ``maps[i]``. Adapters (``I + B A``) and OMP (``diag(s)``) are such maps; where the next layer is
     a convolution, ``conv(W, M f) = conv(W M, f)``, so the map is folded into that layer's weights
     (a 48x3x5x5 product) instead of being applied to a full-resolution feature map: an adapted file
-    then decodes at the cost of a plain one. Elsewhere it is applied to the features."""
+    then decodes at the cost of a plain one. Elsewhere it is applied to the features.
+
+    ``subpixel_last`` runs a last transposed-convolution layer as a sub-pixel convolution
+    (``codec.subpixel``: faster on CPU, the same function up to float rounding; not canonical)."""
     i, n = 0, len(g_s)
     while i < n:
         layer = g_s[i]
-        if i - 1 in maps and isinstance(layer, nn.ConvTranspose2d | nn.Conv2d) and layer.groups == 1:
+        fold = i - 1 in maps and isinstance(layer, nn.ConvTranspose2d | nn.Conv2d) and layer.groups == 1
+        if subpixel_last and i == n - 1 and subpixel.applies(layer):
+            assert isinstance(layer, nn.ConvTranspose2d)
+            w = torch.einsum("pc,pokl->cokl", maps[i - 1], layer.weight) if fold else None
+            x = subpixel.run_layer(layer, x, w)
+        elif fold:
             m = maps[i - 1]
             if isinstance(layer, nn.ConvTranspose2d):  # weight (in, out, kh, kw): mix the input channels
                 w = torch.einsum("pc,pokl->cokl", m, layer.weight)
                 padding = cast(tuple[int, ...], layer.padding)  # a transposed conv's is never a string
                 x = F.conv_transpose2d(x, w, layer.bias, layer.stride, padding, layer.output_padding, 1, layer.dilation)
             else:  # weight (out, in, kh, kw)
+                assert isinstance(layer, nn.Conv2d)
                 w = torch.einsum("oplk,pc->oclk", layer.weight, m)
                 x = F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, 1)
         else:

@@ -1,0 +1,78 @@
+"""The sub-pixel form of a transposed convolution (codec.subpixel) computes the same function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from codec import subpixel
+from codec.adaptation.decoding import run_folded
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "kernel", "stride", "padding", "output_padding"),
+    [
+        (96, 3, 5, 2, 2, 1),
+        (16, 16, 5, 2, 2, 1),
+        (8, 3, 3, 2, 1, 1),
+        (8, 4, 4, 2, 1, 0),
+        (8, 3, 9, 4, 4, 3),
+        (6, 3, 6, 3, 2, 1),
+    ],
+)
+def test_the_subpixel_layer_equals_the_transposed_convolution(
+    cin: int, cout: int, kernel: int, stride: int, padding: int, output_padding: int
+) -> None:
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(cin, cout, kernel, stride, padding, output_padding=output_padding)
+    x = torch.randn(2, cin, 11, 14)
+    assert subpixel.applies(layer)
+    expected = layer(x)
+    got = subpixel.run_layer(layer, x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=2e-5, rtol=0)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(subpixel.run_layer(layer.to(memory_format=torch.channels_last), xc), expected, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.ConvTranspose2d(8, 4, 5, 2, 2, output_padding=0),  # output 2H - 1, not 2H
+        nn.ConvTranspose2d(8, 4, 5, 2, 2, output_padding=1, groups=2),
+        nn.ConvTranspose2d(8, 4, 5, 2, 4, output_padding=1, dilation=2),
+        nn.ConvTranspose2d(8, 4, (5, 3), 2, (2, 1), output_padding=1),
+        nn.Conv2d(8, 4, 3),
+    ],
+)
+def test_layers_it_cannot_rewrite_exactly_are_left_alone(layer: nn.Module) -> None:
+    assert not subpixel.applies(layer)
+
+
+def test_a_folded_map_before_the_last_layer_applies_to_the_subpixel_form() -> None:
+    """An adapter map folded into the last layer's weights gives the same pixels either way."""
+    torch.manual_seed(1)
+    g_s = nn.Sequential(
+        nn.ConvTranspose2d(12, 8, 5, 2, 2, output_padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(8, 3, 5, 2, 2, output_padding=1),
+    )
+    y = torch.randn(1, 12, 9, 7)
+    maps = {1: torch.eye(8) + 0.3 * torch.randn(8, 8)}
+    with torch.inference_mode():
+        canonical = run_folded(g_s, y, maps)
+        fast = run_folded(g_s, y, maps, subpixel_last=True)
+        unmapped = run_folded(g_s, y, {}, subpixel_last=True)
+    assert torch.allclose(fast, canonical, atol=2e-5)
+    assert not torch.allclose(unmapped, canonical, atol=1e-2)  # the map did change the output
+
+
+def test_only_the_last_layer_is_rewritten() -> None:
+    """The wide layers stay transposed convolutions (slower as sub-pixel ones on CPU), so the
+    result is bit-identical until the last layer."""
+    torch.manual_seed(2)
+    g_s = nn.Sequential(nn.ConvTranspose2d(12, 8, 5, 2, 2, output_padding=1), nn.ReLU())
+    y = torch.randn(1, 12, 9, 7)
+    with torch.inference_mode():
+        assert torch.equal(run_folded(g_s, y, {}, subpixel_last=True), g_s(y))
