@@ -1,12 +1,12 @@
 """A strided transposed convolution computed as a sub-pixel convolution (conv + pixel shuffle).
 
 Why: on this CPU, PyTorch's transposed convolution with few output channels is slow. The
-synthesis' last layer (N -> 3 channels, 5x5, stride 2, at full resolution) took a third of a
-decoded tile's time: measured on one thread, 96 -> 3 channels at 288x288 input, channels-last,
-0.120 s as a transposed convolution against 0.039 s as the equivalent convolution with
-``stride² x 3`` output channels followed by a pixel shuffle (``python -m
-codec.evaluation.subpixel_bench``). Wider layers lose (96 -> 96 channels at 144x144: 0.14 s
-against 0.34 s), so only the last layer is rewritten.
+synthesis' last layer (N -> 3 channels, 5x5, stride 2, at full resolution) is a large part of a
+decoded tile's time: measured on one thread, channels-last, idle machine, for the default model's
+96 -> 3 layer on one tile (288x288 input), 0.059 s as a transposed convolution against 0.025 s as
+the equivalent convolution with ``stride² x 3`` output channels followed by a pixel shuffle
+(``python -m codec.evaluation.subpixel_bench``). The wide layers lose (96 -> 96 channels at
+144x144: 0.086 s against 0.124 s), so only the last layer is rewritten.
 
 The two compute the same function; in floats they add the products in a different order, so a
 few 8-bit pixels can differ by one level, as between thread counts. The canonical decode

@@ -76,6 +76,7 @@ def child(op: str, src: Path, dst: Path, quality: float, threshold: int | None) 
     import torch
 
     from codec.coder import decode_image, encode_report
+    from codec.decoding import read_header
     from codec.tiling import TilingPolicy, tiling_policy
     from codec.zoo import default_registry
 
@@ -92,11 +93,14 @@ def child(op: str, src: Path, dst: Path, quality: float, threshold: int | None) 
             dst.write_bytes(res.data)
             out.update(bytes=len(res.data), bpp=round(res.bpp, 4), psnr=round(res.psnr, 3))
         else:
-            img = decode_image(src.read_bytes())
+            data = src.read_bytes()
+            img = decode_image(data)
             out["seconds"] = round(time.perf_counter() - t0, 2)
             t1 = time.perf_counter()
             img.to_pil().save(dst, format="PNG", compress_level=1)
             out["png_write_seconds"] = round(time.perf_counter() - t1, 2)
+    # the weights the file names (a decode-only run may read files made with earlier weights)
+    out["model"] = "{model}@{model_hash}".format(**read_header(dst.read_bytes() if op == "encode" else data))
     out["cpu_seconds"] = round(_cpu_seconds() - cpu0, 2)  # all threads, PNG write included for decode
     out["peak_rss_mb"] = round(_rss_mb(), 1)
     return out

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from codec import subpixel
 from codec.coder import decode_image, encode_report
 from codec.datasets import datasets_root
+from codec.decoding import read_header
 from codec.evaluation.large_image_bench import WORK, mosaic
 from codec.tiling import DEFAULT_TILE
 from codec.zoo import default_registry
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.file.read_bytes() if args.file else default_file()
     report: dict[str, object] = {
         "file": str(args.file or WORK / "mosaic_4032x3024_q3_tiled.udic"),
+        "file_model": "{model}@{model_hash}".format(**read_header(data)),
         "load_average_at_start": round(os.getloadavg()[0], 1),
         "layers_one_thread": layer_times(args.model, args.layer_repeats),
         "decode": decode_times(data, args.repeats, args.threads),
