@@ -89,3 +89,47 @@ def run_layer(layer: nn.ConvTranspose2d, x: Tensor, weight: Tensor | None = None
     padding = layer.padding[0]
     assert isinstance(padding, int)  # a transposed convolution's padding is never a string
     return conv_transpose_subpixel(x, w, layer.bias, layer.stride[0], padding, layer.kernel_size[0])
+
+
+class SubPixelConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed convolution that runs as a sub-pixel convolution: the same parameters and
+    state dict (so it stands in for the original anywhere its weights are read), the same function
+    up to float rounding. For optimisation copies and non-canonical paths only."""
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if output_size is not None:  # an explicit size may ask for other output padding
+            return super().forward(x, output_size)
+        return run_layer(self, x)
+
+    @classmethod
+    def like(cls, layer: nn.ConvTranspose2d) -> SubPixelConvTranspose2d:
+        """A sub-pixel layer sharing ``layer``'s parameters (call on a copy to keep them apart)."""
+        c, w = layer, layer.weight
+        new = cls(
+            c.in_channels,
+            c.out_channels,
+            c.kernel_size,  # type: ignore[arg-type]
+            c.stride,  # type: ignore[arg-type]
+            c.padding,  # type: ignore[arg-type]
+            c.output_padding,  # type: ignore[arg-type]
+            c.groups,
+            c.bias is not None,
+            c.dilation,  # type: ignore[arg-type]
+            c.padding_mode,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        new.weight, new.bias = c.weight, c.bias
+        return new
+
+
+def with_subpixel_last(g_s: nn.Module | None) -> bool:
+    """Make the last layer of the sequential synthesis ``g_s`` a sub-pixel one, in place, when
+    :func:`applies`; returns whether it did. Use on a copy: the canonical coding needs the original."""
+    if not isinstance(g_s, nn.Sequential) or len(g_s) == 0:
+        return False
+    last = g_s[-1]
+    if type(last) is not nn.ConvTranspose2d or not applies(last):
+        return False
+    g_s[-1] = SubPixelConvTranspose2d.like(last)
+    return True

@@ -68,7 +68,7 @@ PINS: dict[str, PinnedEncode] = {
     "plain-gray-q2": PinnedEncode("2cb1df256d486a3c"),
     "domain-q3": PinnedEncode("aa5f351084c8cc5e"),
     "domain-auto-q3": PinnedEncode("d2eeb7166a23d4aa"),
-    "adaptive-fast": PinnedEncode("9ed06b6492c59dbb", adaptive=True),
+    "adaptive-fast": PinnedEncode("f9e019d18168bb93", adaptive=True),
     "adaptive-omp": PinnedEncode("6067c40f7ce0b28c", adaptive=True),
     "adaptive-domain": PinnedEncode("c42195199d3d8236", adaptive=True),
 }

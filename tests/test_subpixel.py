@@ -76,3 +76,27 @@ def test_only_the_last_layer_is_rewritten() -> None:
     y = torch.randn(1, 12, 9, 7)
     with torch.inference_mode():
         assert torch.equal(run_folded(g_s, y, {}, subpixel_last=True), g_s(y))
+
+
+def test_the_adaptive_encoder_optimises_through_a_subpixel_copy_and_codes_with_the_original() -> None:
+    """The optimisation copy's last layer is the sub-pixel one (cfg.subpixel); the shared model,
+    which the canonical coding and every decoder use, keeps its transposed convolution."""
+    from PIL import Image
+
+    from codec.adaptation.encoder import AdaptiveEncoder, resolve_config
+    from codec.imageio import load_image
+    from codec.progress import no_progress
+    from codec.zoo import default_registry
+    from tests.conftest import synthetic_rgb
+
+    reg = default_registry()
+    base = reg.get("default")
+    img = load_image(Image.fromarray(synthetic_rgb(40, 48, seed=4)))
+    cpu = torch.device("cpu")
+    enc = AdaptiveEncoder(base, img, 2.0, resolve_config("fast"), cpu, no_progress, reg)
+    off = AdaptiveEncoder(base, img, 2.0, resolve_config("fast", subpixel=False), cpu, no_progress, reg)
+    last = [net.get_submodule("g_s")[-1] for net in (enc.net, base.net, off.net)]  # type: ignore[index]
+    assert type(last[0]) is subpixel.SubPixelConvTranspose2d
+    assert type(last[1]) is nn.ConvTranspose2d
+    assert last[0].weight is not last[1].weight
+    assert type(last[2]) is nn.ConvTranspose2d

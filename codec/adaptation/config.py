@@ -40,6 +40,8 @@ class AdaptConfig:
     amp: bool = True  # bf16 autocast of the synthesis where the device runs bf16 natively (rates stay fp32)
     push_adapters: bool = True  # one adapter before a linear output layer: train it through that layer's
     # low-rank image (codec.adaptation.stages._adapted_tail); False runs the layers (benchmarks compare)
+    subpixel: bool = True  # on the CPU, the optimisation runs the synthesis' last layer as a sub-pixel
+    # convolution (codec.subpixel: same function, faster); the final coding stays canonical
     seed: int = 0
 
     @property

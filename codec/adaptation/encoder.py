@@ -46,6 +46,7 @@ from codec.coder import (
 from codec.determinism import best_device, bf16_is_fast, canonical_compute
 from codec.imageio import DEFAULT_MAX_PIXELS, CodecImage
 from codec.progress import ProgressCallback, ProgressEvent, no_progress
+from codec.subpixel import with_subpixel_last
 from codec.zoo.base import BaseModel
 from codec.zoo.errors import InvalidQualityError
 from codec.zoo.hashing import symbols_hash
@@ -151,12 +152,16 @@ class AdaptiveEncoder:
         torch.manual_seed(cfg.seed)
 
     def _optimisation_copy(self, net: nn.Module, device: torch.device) -> nn.Module:
-        """The model the stages optimise through: the base itself on a plain CPU run; a copy on CUDA,
-        or in channels_last for CPU bf16 (oneDNN's fast layout), so the shared base model, which the
-        canonical coding uses, is never changed."""
-        if device.type == "cpu" and not self.amp:
+        """The model the stages optimise through: a copy, so the shared base model, which the
+        canonical coding uses, is never changed. On the CPU its synthesis' last layer runs as a
+        sub-pixel convolution (``cfg.subpixel``; 1.3x faster forward and backward for that layer in
+        bf16 here, 1.4x in fp32), and in channels_last for bf16 (oneDNN's fast layout)."""
+        subpixel = device.type == "cpu" and self.cfg.subpixel
+        if device.type == "cpu" and not self.amp and not subpixel:
             return net
         copied = copy.deepcopy(net).to(device)
+        if subpixel:
+            with_subpixel_last(getattr(copied, "g_s", None))
         return copied.to(memory_format=torch.channels_last) if self.amp else copied
 
     def use_steps(self, steps: QSteps) -> None:

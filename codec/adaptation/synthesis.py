@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from codec.subpixel import SubPixelConvTranspose2d
+
 Hook = Callable[[Tensor], Tensor]
 
 
@@ -66,7 +68,8 @@ def linear_tail(seq: nn.Sequential, position: int) -> LinearLayer | None:
     if position + 2 != len(seq):
         return None
     layer = seq[position + 1]
-    if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d) or type(layer) not in (nn.Conv2d, nn.ConvTranspose2d):
+    exact = (nn.Conv2d, nn.ConvTranspose2d, SubPixelConvTranspose2d)  # the last: the same function
+    if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d) or type(layer) not in exact:
         return None  # exactly a convolution: a subclass may compute something else
     if layer.groups != 1 or layer.padding_mode != "zeros":
         return None

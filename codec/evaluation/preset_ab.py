@@ -1,9 +1,11 @@
 """The previous and today's ``fast`` side by side on one image, in one process (issue 12: ``fast`` on a
 768x512 image in 35 s or less on 2 cores).
 
-Today's ``fast`` refines the latents for 100 steps at lr 5e-2 and trains its adapter through the
-output layer's low-rank image (``codec.adaptation.stages._adapted_tail``); the previous one ran 250
-steps at lr 5e-3 and the adapter through the output layer itself. The two run alternately,
+Today's ``fast`` refines the latents for 100 steps at lr 2e-2, trains its adapter through the
+output layer's low-rank image (``codec.adaptation.stages._adapted_tail``) and runs the output layer
+as a sub-pixel convolution while it optimises (``codec.subpixel``); the previous one ran 250 steps
+at lr 5e-3, the adapter through the output layer itself, and that layer as a transposed
+convolution. ``--against transposed`` compares today's with and without the sub-pixel layer. The two run alternately,
 ``--repeats`` times each, after a warm-up encode (first-call costs), so a noisy machine slows both
 alike; each run's wall and CPU seconds, real RD-cost saving against the plain encode and kept
 candidate are printed and written to ``--out``.
@@ -29,7 +31,11 @@ from codec.evaluation.provenance import STAMP_KEY, weights_stamp
 from codec.imageio import load_image
 
 #: ``fast`` until session 9: what issue 12's 68 s (N=48, before bf16) and 83.6 s (N=96) were measured with
-PREVIOUS_FAST = replace(PRESETS["fast"], latent_iters=250, latent_lr=5e-3, push_adapters=False)
+PREVIOUS_FAST = replace(PRESETS["fast"], latent_iters=250, latent_lr=5e-3, push_adapters=False, subpixel=False)
+#: today's ``fast`` with the synthesis' last layer as a transposed convolution in the optimisation too
+#: (``--against transposed``: what the sub-pixel layer of ``codec.subpixel`` saves)
+TRANSPOSED_FAST = replace(PRESETS["fast"], subpixel=False)
+AGAINST = {"previous": ("previous fast", PREVIOUS_FAST), "transposed": ("fast, transposed last layer", TRANSPOSED_FAST)}
 
 
 def _run(img: object, quality: float, cfg: AdaptConfig) -> dict[str, object]:
@@ -51,22 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quality", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--against", choices=sorted(AGAINST), default="previous", help="the other side")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     img = load_image(args.image)
     adaptive_encode(img, quality=args.quality, config="fast", latent_iters=5, decoder_iters=5)  # warm-up
-    configs = {"previous fast": PREVIOUS_FAST, "fast": PRESETS["fast"]}
+    other, other_cfg = AGAINST[args.against]
+    configs = {other: other_cfg, "fast": PRESETS["fast"]}
     runs: dict[str, list[dict[str, object]]] = {name: [] for name in configs}
     for _ in range(args.repeats):
         for name, cfg in configs.items():
             runs[name].append(_run(img, args.quality, cfg))
             print(f"{name:14s} {runs[name][-1]}", flush=True)
     wall = {name: statistics.median(float(r["wall_s"]) for r in rs) for name, rs in runs.items()}  # type: ignore[arg-type]
-    print(
-        f"median wall: previous {wall['previous fast']:.1f} s, today {wall['fast']:.1f} s, "
-        f"{wall['previous fast'] / wall['fast']:.2f}x"
-    )
+    print(f"median wall: {other} {wall[other]:.1f} s, fast {wall['fast']:.1f} s, {wall[other] / wall['fast']:.2f}x")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         doc = {
