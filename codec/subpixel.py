@@ -10,8 +10,9 @@ the equivalent convolution with ``stride² x 3`` output channels followed by a p
 
 The two compute the same function; in floats they add the products in a different order, so a
 few 8-bit pixels can differ by one level, as between thread counts. The canonical decode
-(``--bit-exact``, the encoder's own check) therefore keeps the transposed convolution, and only
-the default, non-bit-exact decode uses this one.
+(``--bit-exact``, the encoder's own check) therefore keeps the transposed convolution. Two paths use
+this one: the default, non-bit-exact decode (``codec.decoding``), and the adaptive encoder's
+optimisation copy of the model (``AdaptConfig.subpixel``), whose result is coded canonically.
 
 For output row ``o = s q + a`` (phase ``a``), a transposed convolution adds input row ``q + m``
 with kernel row ``a + p - s m`` for every ``m`` that keeps that index inside the kernel. The
