@@ -61,7 +61,8 @@ def test_zoo_model_adaptive_job_is_accepted_and_decodes(zoo_stack: tuple[str, Pa
         local = decode_image(result.bitstream, registry=Registry(), bit_exact=True).rgb
     finally:
         os.environ.pop("TORCH_HOME") if old is None else os.environ.__setitem__("TORCH_HOME", old)
-    assert np.array_equal(served, local)
+    # the API's decode is the default one (sub-pixel last layer, all cores): within a level of the canonical
+    assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
     # a model without an adaptive form is refused up front (422), not queued to fail in the worker
     with pytest.raises(ValidationError, match="cheng2020 architectures"):
         c.submit(png, model="bmshj2018-factorized", quality=1, adaptation="fast")
