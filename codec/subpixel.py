@@ -72,9 +72,13 @@ def conv_transpose_subpixel(
 ) -> Tensor:
     """``F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)`` for a layer that
     :func:`applies`, as a convolution and a pixel shuffle."""
-    offs = _offsets(kernel, stride, padding)
     w = subpixel_weight(weight, stride, padding).to(x.dtype)
     b = None if bias is None else bias.repeat_interleave(stride * stride).to(x.dtype)
+    return _conv_shuffle(x, w, b, stride, _offsets(kernel, stride, padding))
+
+
+def _conv_shuffle(x: Tensor, w: Tensor, b: Tensor | None, stride: int, offs: range) -> Tensor:
+    """The gathered convolution and the pixel shuffle."""
     before, after = -offs[0], offs[-1]  # input rows read before and after each position
     if before == after:  # the usual case (5x5, stride 2, padding 2): no padded copy of x
         out = F.conv2d(x, w, b, padding=before)
@@ -100,7 +104,21 @@ class SubPixelConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         if output_size is not None:  # an explicit size may ask for other output padding
             return super().forward(x, output_size)
-        return run_layer(self, x)
+        if self.weight.requires_grad:  # trained: the gathered weight must stay in the graph
+            return run_layer(self, x)
+        # frozen (the adaptive encoder's copy): gather the weight once, not on every step
+        padding = self.padding[0]
+        assert isinstance(padding, int)  # a transposed convolution's padding is never a string
+        key = (self.weight.data_ptr(), self.weight._version, x.dtype)
+        cached = getattr(self, "_gathered", None)
+        if cached is None or cached[0] != key:
+            w = subpixel_weight(self.weight, self.stride[0], padding).to(x.dtype)
+            b = None if self.bias is None else self.bias.repeat_interleave(self.stride[0] ** 2).to(x.dtype)
+            cached = (key, w, b)
+            self._gathered = cached
+        return _conv_shuffle(
+            x, cached[1], cached[2], self.stride[0], _offsets(self.kernel_size[0], self.stride[0], padding)
+        )
 
     @classmethod
     def like(cls, layer: nn.ConvTranspose2d) -> SubPixelConvTranspose2d:

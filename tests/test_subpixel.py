@@ -100,3 +100,18 @@ def test_the_adaptive_encoder_optimises_through_a_subpixel_copy_and_codes_with_t
     assert type(last[1]) is nn.ConvTranspose2d
     assert last[0].weight is not last[1].weight
     assert type(last[2]) is nn.ConvTranspose2d
+
+
+def test_a_frozen_subpixel_layer_gathers_its_weight_once_and_again_after_a_change() -> None:
+    torch.manual_seed(3)
+    layer = subpixel.SubPixelConvTranspose2d.like(nn.ConvTranspose2d(8, 3, 5, 2, 2, output_padding=1))
+    layer.requires_grad_(False)
+    x = torch.randn(1, 8, 6, 7)
+    first = layer(x)
+    gathered = layer._gathered[1]
+    assert torch.equal(layer(x), first) and layer._gathered[1] is gathered  # reused, same output
+    assert torch.equal(first, subpixel.run_layer(layer, x))
+    with torch.no_grad():
+        layer.weight.mul_(2.0)  # in place: the cache must notice
+    assert torch.allclose(layer(x), subpixel.run_layer(layer, x), atol=0, rtol=0)
+    assert not torch.allclose(layer(x), first)
