@@ -12,7 +12,7 @@ want=$(cat pyproject.toml client/pyproject.toml 2>/dev/null | sha256sum | cut -d
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing the project into .venv (first time: torch ~6 GB, a few minutes)" >&2
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev,eval]"
+  .venv/bin/python -m pip install -q -e ".[dev,eval,train]"
   if [ -f client/pyproject.toml ]; then .venv/bin/python -m pip install -q -e ./client; fi
   echo "$want" > "$stamp"
 fi

@@ -5,8 +5,8 @@
 #
 # Why: the device gets the working tree plus at most 64 MiB in all, with no registry and no
 # ../shared/datasets. This fills var/device-carry/ (ignored by git, carried by name):
-#   wheels/   compressai 1.2.8 (cp312, the device's Python) and pytorch-msssim, the two packages
-#             the device image lacks;
+#   wheels/   compressai 1.2.8 (cp312, the device's Python), pytorch-msssim and pytorch-optimizer
+#             (SOAP, for --optimizer soap), the packages the device image lacks;
 #   ckpt/     the checkpoint parts to resume from: those a device call returned (RETURNED_DIR, the
 #             tool's files_at folder: its ckpt/ is verified against the manifest), or a local
 #             last.pt split into parts (--from-checkpoint), or none (--fresh);
@@ -50,12 +50,13 @@ names = sys.stdin.buffer.read().split(b'\0')
 print(sum(os.path.getsize(n) for n in names if n and os.path.isfile(n)))"
 }
 
-# 1. wheels (only what the device image lacks; pure-Python pytorch-msssim at the version used here)
-if ! ls "$CARRY"/wheels/compressai-1.2.8-cp312-*.whl >/dev/null 2>&1; then
+# 1. wheels (only what the device image lacks; the pure-Python ones at the versions used here)
+if ! ls "$CARRY"/wheels/compressai-1.2.8-cp312-*.whl "$CARRY"/wheels/pytorch_optimizer-*.whl >/dev/null 2>&1; then
     msssim=$("$PY" -c "import importlib.metadata as m; print(m.version('pytorch-msssim'))")
+    soap=$("$PY" -c "import importlib.metadata as m; print(m.version('pytorch-optimizer'))")
     "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_34_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
-        -d "$CARRY/wheels" compressai==1.2.8 "pytorch-msssim==$msssim"
+        -d "$CARRY/wheels" compressai==1.2.8 "pytorch-msssim==$msssim" "pytorch-optimizer==$soap"
 fi
 
 # 2. checkpoint parts

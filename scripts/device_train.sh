@@ -51,8 +51,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 log() { echo "[device_train $(date +%H:%M:%S) +${SECONDS}s] $*"; }
 
 install_deps() {
-    # compressai and pytorch-msssim are not in the device image; torch, numpy, PIL and the rest are.
-    if [[ "${UDIC_SKIP_INSTALL:-0}" == 1 ]] || "$PY" -c "import compressai, pytorch_msssim" 2>/dev/null; then
+    # compressai, pytorch-msssim and pytorch-optimizer are not in the device image; torch, numpy, PIL are.
+    if [[ "${UDIC_SKIP_INSTALL:-0}" == 1 ]] || "$PY" -c "import compressai, pytorch_msssim, pytorch_optimizer" 2>/dev/null; then
         log "dependencies already importable"
         return
     fi

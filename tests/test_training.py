@@ -177,3 +177,36 @@ def test_a_session_names_its_folders_relative_to_the_datasets(tmp_path: Path, mo
     monkeypatch.setenv("UDIC_DATASETS", str(tmp_path))
     assert train_default.data_name(tmp_path / "graphics-train" / "screen") == "graphics-train/screen"
     assert train_default.data_name(tmp_path.parent / "elsewhere") == "elsewhere"
+
+
+def test_a_soap_run_resumes_with_its_own_optimiser(tmp_path: Path) -> None:
+    """SOAP's state (per-dimension preconditioners and bases) survives the checkpoint, a resumed
+    run keeps the optimiser it started with whatever the command line says, and the session record
+    names optimiser and learning rate for the model card's continue command."""
+    datasets = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+    if not (datasets / "kodak").is_dir():
+        pytest.skip("../shared/datasets is not on this machine (the run evaluates on the Kodak crops)")
+    from codec.training.model_card import continue_recipe
+
+    _write_images(tmp_path / "imgs", 3)
+    common = ["--out", str(tmp_path / "run"), "--data", str(tmp_path / "imgs"), "--batch", "2", "--crop", "64"]
+    common += ["--N", "8", "--M", "16", "--eval-every", "1000", "--warmup", "2", "--threads", "1", "--lr", "3e-4"]
+    train_default.main([*common, "--steps", "12", "--optimizer", "soap"])
+    first = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    conv = first["model"]["g_a.0.weight"]
+    state = first["opt"]["state"]
+    assert any("Q" in st and any(q.shape == (conv.shape[0],) * 2 for q in st["Q"]) for st in state.values())
+    train_default.main([*common, "--steps", "16"])  # no --optimizer: the run's own, not Adam
+    second = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert second["step"] == 16 and second["args"]["optimizer"] == "soap"
+    assert not torch.equal(second["model"]["g_a.0.weight"], conv)
+    assert [h["optimiser"] for h in second["history"]] == ["soap", "soap"]
+    assert continue_recipe(second["history"]) == " --lr 0.0003 --warmup 100 --optimizer soap"
+    assert continue_recipe([{"device": "CPU", "end_step": 1, "end_wall": 1.0}]) == " --lr 0.0001 --warmup 100"
+
+
+def test_an_unknown_optimiser_is_refused() -> None:
+    from codec.training.steps import make_optimiser
+
+    with pytest.raises(ValueError, match="unknown optimiser 'sgd'"):
+        make_optimiser("sgd", [torch.nn.Parameter(torch.zeros(2))], 1e-3)

@@ -48,7 +48,7 @@ from codec.losses import autocast_for, rd_loss
 from codec.models.gained import DEFAULT_LAMBDAS, GainedMeanScaleHyperprior
 from codec.sampling import load_training_images, random_batch
 from codec.training.pack import load_pack
-from codec.training.steps import lr_at, optimiser_step, save_atomic
+from codec.training.steps import OPTIMISERS, lr_at, make_optimiser, optimiser_step, save_atomic
 from codec.training.widen import widen
 
 
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--N", type=int, default=48)
     ap.add_argument("--M", type=int, default=128)
     ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    ap.add_argument("--optimizer", choices=OPTIMISERS, default="adam", help="a resumed run keeps its own")
     ap.add_argument(
         "--fp32-tail", type=float, default=0.25, help="the last fraction of the schedule runs in fp32 (bf16 drifts)"
     )
@@ -96,10 +97,11 @@ class Trainer:
     session: dict = field(default_factory=dict)  # this process's session: device, data, steps, seconds
 
     @classmethod
-    def create(cls, model: GainedMeanScaleHyperprior, lr: float, seed: int) -> Trainer:
+    def create(cls, model: GainedMeanScaleHyperprior, lr: float, seed: int, optimiser: str = "adam") -> Trainer:
         aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
         net = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-        return cls(model, torch.optim.Adam(net, lr=lr), torch.optim.Adam(aux, lr=1e-3), net, random.Random(seed))
+        opt = make_optimiser(optimiser, net, lr)
+        return cls(model, opt, torch.optim.Adam(aux, lr=1e-3), net, random.Random(seed))
 
     def progress(self, args: argparse.Namespace) -> float:
         """How far through the schedule (0..1): by training time with --minutes, else by steps."""
@@ -293,12 +295,13 @@ def main(argv: list[str] | None = None) -> None:
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model = GainedMeanScaleHyperprior.from_config(state["config"])
-        trainer = Trainer.create(model, args.lr, args.seed)
+        args.optimizer = state.get("args", {}).get("optimizer", "adam")
+        trainer = Trainer.create(model, args.lr, args.seed, args.optimizer)
         trainer.restore(state)
         print(f"resumed from {ckpt} at step {trainer.step} ({trainer.wall / 3600:.2f} h trained)")
     else:
         model, start = build_model(args, device)
-        trainer = Trainer.create(model, args.lr, args.seed)
+        trainer = Trainer.create(model, args.lr, args.seed, args.optimizer)
         trainer.step, trainer.wall = start.get("step", 0), start.get("wall", 0.0)
         trainer.schedule = {"step": trainer.step, "wall": trainer.wall}
         trainer.history = start.get("history", [])
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     images, kodak = _training_images(args, folders)
     print(
         f"{len(images)} training images from {args.pack or ', '.join(map(str, folders))}; device {device}; "
-        f"threads {torch.get_num_threads()}; N={model.N} Nh={model.Nh} M={model.M}; {args.precision}"
+        f"threads {torch.get_num_threads()}; N={model.N} Nh={model.Nh} M={model.M}; {args.precision}; {args.optimizer}"
     )
     if kodak is None:
         print("no Kodak bench crops (no datasets folder, none in the pack): evaluation skipped")
@@ -337,6 +340,8 @@ def session_record(args: argparse.Namespace, device: torch.device, trainer: Trai
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "data": str(args.pack) if args.pack else [data_name(Path(f)) for f in args.data],
         "precision": args.precision,
+        "optimiser": args.optimizer,
+        "lr": args.lr,
         "N": trainer.model.N,
         "start_step": trainer.step,
         "start_wall": trainer.wall,
@@ -368,6 +373,8 @@ def _move_optimizer_state(trainer: Trainer, device: torch.device) -> None:
             for k, v in st.items():
                 if isinstance(v, torch.Tensor) and k != "step":
                     st[k] = v.to(device)
+                elif isinstance(v, list):  # SOAP: one preconditioner (and basis) per dimension
+                    st[k] = [t.to(device) if isinstance(t, torch.Tensor) else t for t in v]
 
 
 if __name__ == "__main__":
