@@ -13,6 +13,7 @@ from PIL import Image
 from codec.losses import rd_loss
 from codec.models.gained import GainedMeanScaleHyperprior
 from codec.training import train_default
+from codec.training.session import data_name
 from codec.training.widen import widen
 
 
@@ -175,8 +176,8 @@ def test_the_cards_continue_command_keeps_the_last_sessions_data(tmp_path: Path)
 def test_a_session_names_its_folders_relative_to_the_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "graphics-train" / "screen").mkdir(parents=True)
     monkeypatch.setenv("UDIC_DATASETS", str(tmp_path))
-    assert train_default.data_name(tmp_path / "graphics-train" / "screen") == "graphics-train/screen"
-    assert train_default.data_name(tmp_path.parent / "elsewhere") == "elsewhere"
+    assert data_name(tmp_path / "graphics-train" / "screen") == "graphics-train/screen"
+    assert data_name(tmp_path.parent / "elsewhere") == "elsewhere"
 
 
 def test_a_soap_run_resumes_with_its_own_optimiser(tmp_path: Path) -> None:
@@ -210,3 +211,39 @@ def test_an_unknown_optimiser_is_refused() -> None:
 
     with pytest.raises(ValueError, match="unknown optimiser 'sgd'"):
         make_optimiser("sgd", [torch.nn.Parameter(torch.zeros(2))], 1e-3)
+
+
+def test_init_from_an_ended_runs_checkpoint_keeps_its_optimiser_state(tmp_path: Path) -> None:
+    """``--init last.pt`` starts a new schedule (from the checkpoint's step, with the new lr) on the
+    checkpoint's fp32 weights and Adam moments, so continuing does not restart them from zero."""
+    datasets = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+    if not (datasets / "kodak").is_dir():
+        pytest.skip("../shared/datasets is not on this machine (the run evaluates on the Kodak crops)")
+    _write_images(tmp_path / "imgs", 3)
+    common = ["--data", str(tmp_path / "imgs"), "--batch", "2", "--crop", "64", "--N", "8", "--M", "16"]
+    common += ["--eval-every", "1000", "--warmup", "2", "--threads", "1"]
+    train_default.main(["--out", str(tmp_path / "a"), *common, "--steps", "6"])
+    ended = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+    args = train_default.build_parser().parse_args(
+        ["--out", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "last.pt")]
+    )
+    trainer = train_default.load_trainer(args, torch.device("cpu"))
+    assert trainer.step == 6 and trainer.schedule == {"step": 6, "wall": ended["wall"]}
+    moments = [st["exp_avg_sq"] for st in trainer.opt.state_dict()["state"].values()]
+    saved = [st["exp_avg_sq"] for st in ended["opt"]["state"].values()]
+    assert len(moments) == len(saved) > 0 and all(torch.equal(a, b) for a, b in zip(moments, saved, strict=True))
+    assert torch.equal(trainer.model.state_dict()["g_s.0.weight"], ended["model"]["g_s.0.weight"])
+    # another optimiser than the checkpoint's: its weights, a fresh optimiser
+    args = train_default.build_parser().parse_args(
+        ["--out", str(tmp_path / "c"), "--init", str(tmp_path / "a" / "last.pt")]
+    )
+    args.optimizer = "soap"
+    assert train_default.load_trainer(args, torch.device("cpu")).opt.state_dict()["state"] == {}
+    train_default.main(
+        ["--out", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "last.pt"), *common, "--steps", "4"]
+    )
+    resumed = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert resumed["step"] == 10 and [(h["start_step"], h["end_step"]) for h in resumed["history"]] == [(0, 6), (6, 10)]
+    widen = ["--out", str(tmp_path / "d"), "--init", str(tmp_path / "a" / "last.pt"), "--widen", "16"]
+    with pytest.raises(SystemExit, match="--widen needs exported weights"):
+        train_default.load_trainer(train_default.build_parser().parse_args(widen), torch.device("cpu"))
