@@ -9,7 +9,7 @@ since the run's schedule began, so runs of different step costs compare at equal
 ``kodak_compare`` results file adds each run's final Kodak figures (24 full images, real coding).
 
     python -m codec.evaluation.optimiser_ab --start codec/zoo/weights/candidates/default-next.pt \\
-        --run adam=runs/a --run soap=runs/b --kodak kodak_compare.json --out docs/bench/optimiser_ab.json
+        --run adam=runs/a --run soap=runs/b --kodak a.json b.json --out docs/bench/optimiser_ab.json
 """
 
 from __future__ import annotations
@@ -98,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--start", type=Path, required=True, help="the exported weights every run started from")
     ap.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR (repeat)")
-    ap.add_argument("--kodak", type=Path, help="kodak_compare results naming the runs' exports by the same labels")
+    ap.add_argument("--kodak", type=Path, nargs="*", default=[], help="kodak_compare results naming runs by label")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     start = start_curve(args.start)
-    kodak = json.loads(args.kodak.read_text())["models"] if args.kodak else {}
+    kodak = {name: m for f in args.kodak for name, m in json.loads(f.read_text())["models"].items()}
     runs: dict[str, Any] = {}
     for spec in args.run:
         label, _, folder = spec.partition("=")

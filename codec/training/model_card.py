@@ -38,7 +38,8 @@ def history_rows(history: list[dict[str, Any]]) -> list[str]:
             continue
         data = h.get("data", "natural-train")
         data = ", ".join(data) if isinstance(data, list) else data
-        recipe = h.get("precision", "fp32") + (f", {h['optimiser']} lr {h['lr']:g}" if "lr" in h else "")
+        recipe = h.get("precision", "fp32") + (f", {h['optimiser']}" if "optimiser" in h else "")
+        recipe += f" lr {h['lr']:g}" if "lr" in h else ""
         rows.append(f"| {i} {h.get('date', '')} | {h['device']} | {data} | {recipe} | {steps:,} | {hours:.2f} |")
         per_device[h["device"]][0] += steps
         per_device[h["device"]][1] += hours
