@@ -350,7 +350,9 @@ def _model_of(state: dict) -> GainedMeanScaleHyperprior:
 
 
 def _checkpoint_at(path: Path | None) -> dict | None:
-    """The trainer's checkpoint (model and optimiser state) at ``path``; None for exported weights."""
+    """The trainer's checkpoint (model and optimiser state) at ``path``; None for exported weights.
+    Loaded as a full pickle, as resuming loads ``last.pt`` (it holds paths and RNG states): pass
+    ``--init`` only files your own runs wrote."""
     if path is None or not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
