@@ -25,6 +25,7 @@ import torch
 
 from codec.datasets import bench_images
 from codec.evaluation.bd import bd_rate
+from codec.training.session import as_batch
 from codec.training.train_default import build_model, build_parser, evaluate
 
 #: minutes of training at which the table shows each run (the eval row at or just before)
@@ -46,8 +47,7 @@ def curves(eval_csv: Path) -> list[dict[str, Any]]:
 def start_curve(weights: Path) -> dict[str, list[float]]:
     """The starting weights measured as the trainer measures (``evaluate``, fp32, real rounding)."""
     model, _ = build_model(build_parser().parse_args(["--init", str(weights)]), torch.device("cpu"))
-    crops = torch.stack([torch.from_numpy(b.rgb).permute(2, 0, 1).float() / 255 for b in bench_images("kodak")])
-    rows = evaluate(model, crops, "fp32")
+    rows = evaluate(model, as_batch([b.rgb for b in bench_images("kodak")]), "fp32")
     return {"bpp": [r[1] for r in rows], "psnr": [r[2] for r in rows]}
 
 

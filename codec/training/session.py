@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from codec.datasets import bench_images, datasets_root
@@ -56,6 +57,9 @@ def training_images(args: argparse.Namespace, folders: list[Path]) -> tuple[list
     root = datasets_root()
     if crops is None and root is not None and (root / "kodak").is_dir():
         crops = [b.rgb for b in bench_images("kodak")]
-    if not crops:
-        return images, None
-    return images, torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in crops])
+    return images, (as_batch(crops) if crops else None)
+
+
+def as_batch(crops: list[np.ndarray]) -> torch.Tensor:
+    """HxWx3 uint8 crops as one float batch in [0, 1], as the trainer evaluates them."""
+    return torch.stack([torch.from_numpy(c).permute(2, 0, 1).float() / 255 for c in crops])
