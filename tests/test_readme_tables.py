@@ -130,3 +130,14 @@ def test_every_file_a_stamped_table_checks_is_remeasured_by_a_step(tables: Modul
     }
     checked = {t.reference or t.source for t in tables.TABLES.values() if t.stamped}
     assert checked and checked <= written, sorted(checked - written)
+
+
+def test_a_lane_measured_with_the_shipped_weights_is_not_run_again(benchmarks: ModuleType, tmp_path: Path) -> None:
+    """Lanes run one at a time by hand are kept: a step then only runs the lanes not yet measured."""
+    lane = ["python", "-m", "codec.evaluation.adaptation_bench", "--out", "results/lane"]
+    assert not benchmarks.lane_done(lane, "aaaa") and not benchmarks.lane_done(["python", "x"], "aaaa")
+    (tmp_path / "results" / "lane").mkdir(parents=True)
+    (tmp_path / "results" / "lane" / "summary.json").write_text(json.dumps({"weights": {"default": "old"}}))
+    assert not benchmarks.lane_done(lane, "aaaa")  # measured with other weights: run again
+    (tmp_path / "results" / "lane" / "summary.json").write_text(json.dumps({"weights": {"default": "aaaa"}}))
+    assert benchmarks.lane_done(lane, "aaaa")
