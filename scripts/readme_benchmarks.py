@@ -20,9 +20,10 @@ under ``docs/bench/pending/<candidate hash16>/`` (the same paths as in the repos
 
 When main ships those weights, the next run first moves the pending files of the shipped hash into
 place (``--dry-run`` says which), so only the missing steps run. Files of any other hash are left
-alone: a pending set never stands next to other weights. On 2 cores with nothing else running it
-takes about four hours in all (adaptation 55 min, schedule 45 min, eval 5 min, adaptive eval
-30 min, domain adapters 50 min, Kodak 10 min, decode timing 2 min). The prose around the tables
+alone: a pending set never stands next to other weights. In session 13 (N=96 weights), one lane at a
+time on one core beside a training run (``OMP_NUM_THREADS=1``), it took about two hours: eval 7 min,
+adaptive eval 10, domain adapters 37, Kodak 6, adaptation 2 x 13, schedule 20, zoo reference 8 + 9
+(``lane_done`` keeps a finished lane); decode timing (2 min) wants an idle machine. The prose around the tables
 quotes some of their numbers: read it again after a run.
 """
 
