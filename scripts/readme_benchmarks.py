@@ -60,15 +60,20 @@ class Step:
     copies: list[tuple[str, str]] = field(default_factory=list)  # (from, to) relative to the repo root
 
 
+def adaptation_lanes(schedule: list[str], out: str) -> tuple[list[list[str]], list[list[str]]]:
+    """adaptation_bench on the six sets in two lanes of three (one per core), then their merge into ``out``."""
+    lanes = {f"{out}_a": ("line", "screen", "pixel"), f"{out}_b": ("kodak", "comic", "vector")}
+    parallel = [
+        [*AB, "--domains", *domains, "--images", "3", *schedule, "--out", lane] for lane, domains in lanes.items()
+    ]
+    return parallel, [[*AB, "--merge", *lanes, "--out", out]]
+
+
 STEPS = [
     Step(
         "adaptation",
         "adaptation_summary.json",
-        [
-            [*AB, "--domains", "line", "screen", "pixel", "--images", "3", *FAST, "--out", "results/ab_fast_a"],
-            [*AB, "--domains", "kodak", "comic", "vector", "--images", "3", *FAST, "--out", "results/ab_fast_b"],
-        ],
-        [[*AB, "--merge", "results/ab_fast_a", "results/ab_fast_b", "--out", "results/ab_fast"]],
+        *adaptation_lanes(FAST, "results/ab_fast"),
         [
             ("results/ab_fast/summary.json", "docs/bench/adaptation_summary.json"),
             ("results/ab_fast/points.csv", "docs/bench/adaptation_points.csv"),
@@ -165,11 +170,7 @@ STEPS = [
         # iterations and learning rates that family was measured with (250 + 100 steps at lr 5e-3)
         "zoo-reference",
         "adaptation_summary_fast250.json",
-        [
-            [*AB, "--domains", "line", "screen", "pixel", "--images", "3", *FAST250, "--out", "results/ab_fast250_a"],
-            [*AB, "--domains", "kodak", "comic", "vector", "--images", "3", *FAST250, "--out", "results/ab_fast250_b"],
-        ],
-        [[*AB, "--merge", "results/ab_fast250_a", "results/ab_fast250_b", "--out", "results/ab_fast250"]],
+        *adaptation_lanes(FAST250, "results/ab_fast250"),
         [("results/ab_fast250/summary.json", "docs/bench/adaptation_summary_fast250.json")],
     ),
     Step(
