@@ -247,3 +247,21 @@ def test_init_from_an_ended_runs_checkpoint_keeps_its_optimiser_state(tmp_path: 
     widen = ["--out", str(tmp_path / "d"), "--init", str(tmp_path / "a" / "last.pt"), "--widen", "16"]
     with pytest.raises(SystemExit, match="--widen needs exported weights"):
         train_default.load_trainer(train_default.build_parser().parse_args(widen), torch.device("cpu"))
+
+
+def test_auto_precision_trains_in_bf16_only_where_the_device_computes_it_natively(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a CPU without native bf16 (AVX2) emulated bf16 made a training step 16x slower than fp32:
+    ``auto`` (the default) must then train in fp32, and an explicit ``bf16`` is kept but warned about."""
+    cpu = torch.device("cpu")
+    assert train_default.build_parser().parse_args([]).precision == "auto"
+    monkeypatch.setattr(train_default, "bf16_is_fast", lambda device: False)  # the hardware probe, as on AVX2
+    assert train_default.resolve_precision("auto", cpu) == "fp32"
+    assert train_default.resolve_precision("bf16", cpu) == "bf16"
+    assert "no native bf16" in capsys.readouterr().out
+    assert train_default.resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(train_default, "bf16_is_fast", lambda device: True)  # avx512_bf16 / AMX / CUDA bf16
+    assert train_default.resolve_precision("auto", cpu) == "bf16"
+    assert train_default.resolve_precision("fp32", cpu) == "fp32"
+    assert capsys.readouterr().out == ""

@@ -6,11 +6,13 @@ was trained on (the photos of ``natural-train`` and ``natural-train-extra`` and 
 horizontal flips. Each sample of a batch draws its own rate level, so every step trains several
 rates. Loss per sample: ``bpp + lambda*255^2*MSE``.
 
-Speed: bf16 autocast with channels_last by default (the rate terms stay fp32, see
-``GainedMeanScaleHyperprior.forward``), and the last ``--fp32-tail`` (25 %) of the schedule in fp32:
-at equal steps bf16 ends measurably worse than fp32 (``codec.evaluation.precision_ab``), so the
-low learning-rate end, where that drift would stay, runs in fp32. ``--precision fp32`` is the old
-loop throughout. ``python -m codec.evaluation.train_speed`` measures the variants side by side.
+Speed: bf16 autocast with channels_last where the device computes bf16 natively (``--precision auto``,
+the default: on a CPU without avx512_bf16 or AMX, emulated bf16 is many times slower, so fp32 there;
+the rate terms stay fp32, see ``GainedMeanScaleHyperprior.forward``), and the last ``--fp32-tail``
+(25 %) of the schedule in fp32: at equal steps bf16 ends measurably worse than fp32
+(``codec.evaluation.precision_ab``), so the low learning-rate end, where that drift would stay, runs
+in fp32. ``--precision fp32`` is the old loop throughout. ``python -m codec.evaluation.train_speed``
+measures the variants side by side.
 
 Schedule: linear warm-up, then a cosine decay to 2 % of ``--lr``, over ``--steps`` steps or, with
 ``--minutes``, over that much *training* time: a run that must end with the session still ends with
@@ -45,6 +47,7 @@ import torch
 from tqdm import tqdm
 
 from codec.datasets import DEFAULT_TRAINING_FOLDERS, datasets_root
+from codec.determinism import bf16_is_fast
 from codec.losses import autocast_for, rd_loss
 from codec.models.gained import DEFAULT_LAMBDAS, GainedMeanScaleHyperprior
 from codec.sampling import random_batch
@@ -66,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--N", type=int, default=48)
     ap.add_argument("--M", type=int, default=128)
-    ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    ap.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="auto: bf16 where the device computes it natively (CUDA with bf16, an avx512_bf16/AMX CPU), else fp32",
+    )
     ap.add_argument("--optimizer", choices=OPTIMISERS, default="adam", help="a resumed run keeps its own")
     ap.add_argument(
         "--fp32-tail", type=float, default=0.25, help="the last fraction of the schedule runs in fp32 (bf16 drifts)"
@@ -282,11 +290,28 @@ def run(
     print(f"stopped at step {trainer.step}; checkpoint {ckpt}")
 
 
+def resolve_precision(asked: str, device: torch.device) -> str:
+    """The training precision for ``--precision`` on ``device``.
+
+    bf16 autocast pays only where the hardware computes bf16 natively: on a CPU without it (AVX2,
+    no avx512_bf16) torch emulates it, and one N=96 step on one thread took 16-17 s
+    (session 14). So ``auto`` asks :func:`codec.determinism.bf16_is_fast`, as the adaptive encode does;
+    an explicit ``bf16`` is kept, with a warning where it will be slow.
+    """
+    fast = bf16_is_fast(device)
+    if asked == "auto":
+        return "bf16" if fast else "fp32"
+    if asked == "bf16" and not fast:
+        print(f"warning: {device.type} has no native bf16 here; bf16 training will be many times slower than fp32")
+    return asked
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.precision = resolve_precision(args.precision, device)
     root = datasets_root()
     folders = args.data or ([root / f for f in DEFAULT_TRAINING_FOLDERS] if root and not args.pack else [])
     if args.pack is None and (not folders or not all(f.is_dir() for f in folders)):
