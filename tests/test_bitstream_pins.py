@@ -7,8 +7,9 @@ refactor (commit ec3602c). A change here is a format or numerics change and need
 The plain encodes run in the canonical compute mode (codec.determinism), so their bytes are the
 same on every machine. The adaptive encodes optimise on the CPU, in bf16 autocast where the CPU
 has native bf16: their bytes depend on the CPU's kernels, so they are pinned for the capability
-they were recorded on (AVX512 with avx512_bf16, one thread, the torch seed of the config) and
-skipped elsewhere rather than failing for no bug.
+they were recorded on (``PINNED_CPU``: torch's kernel set and whether bf16 is native; one thread,
+the torch seed of the config) and skipped elsewhere rather than failing for no bug. Whoever records
+them again sets it to the recording machine's.
 
 The adaptive pins were re-recorded once, on purpose: the optimisation moved to bf16 autocast on
 bf16 CPUs and SGA's two-class Gumbel-softmax became the equivalent sigmoid with logistic noise
@@ -49,7 +50,7 @@ from codec.pipeline import EncodeRequest, encode
 from codec.zoo import Registry
 from tests.conftest import synthetic_rgb
 
-PINNED_CPU_CAPABILITY = "AVX512"  # where the adaptive hashes were recorded
+PINNED_CPU = ("AVX512", True)  # where the adaptive hashes were recorded: torch's CPU capability, native bf16
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,9 @@ def _check(name: str, data: bytes) -> None:
 
 
 def _skip_unless_pinned_cpu(name: str) -> None:
-    recorded_here = torch.backends.cpu.get_cpu_capability() == PINNED_CPU_CAPABILITY and bf16_is_fast(CPU)
-    if PINS[name].adaptive and not recorded_here:
-        pytest.skip(f"adaptive pins were recorded on {PINNED_CPU_CAPABILITY} CPU kernels with native bf16")
+    here = (torch.backends.cpu.get_cpu_capability(), bf16_is_fast(CPU))
+    if PINS[name].adaptive and here != PINNED_CPU:
+        pytest.skip(f"adaptive pins were recorded on CPU kernels {PINNED_CPU[0]}, native bf16 {PINNED_CPU[1]}")
 
 
 @pytest.mark.parametrize("name", list(PINS))
