@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"latent_iters": 60, "decoder": "none"}  # the refinement only, short: the steps are what is tested
 
 
-def _encode(rgb: np.ndarray, preset: str, quality: float, lmbda_factor: float = 1.0) -> AdaptiveResult:
+def _encode(rgb: np.ndarray, preset: str, quality: float, lmbda_factor: float = 1.0, seed: int = 0) -> AdaptiveResult:
     base = default_registry().get("default")
     lmbda = base.lmbda_at(base.level_for(quality)) * lmbda_factor
-    cfg = resolve_config(preset, lmbda=lmbda, **QUICK)
+    cfg = resolve_config(preset, lmbda=lmbda, seed=seed, **QUICK)
     return adaptive_encode(Image.fromarray(rgb), quality=quality, config=cfg)
 
 
@@ -80,8 +80,12 @@ def _rewrite(data: bytes, **fields: bytes | None) -> bytes:
 
 
 def test_steps_lower_the_real_rd_cost_at_a_trained_level(kodak_crop: np.ndarray) -> None:
-    fast, qstep = _encode(kodak_crop, "fast", 3.0), _encode(kodak_crop, "fast+qstep", 3.0)
-    assert _cost(qstep) <= _cost(fast) * 1.005  # lower or equal, up to the noise of 60 SGA steps
+    """Mean over three seeds: one run of 60 SGA steps varies by about 1.5 % from seed to seed (fp32 on an
+    AVX2 CPU, session 14: fast 0.3951-0.4010), more than the margin, and one seed failed there."""
+    seeds = (0, 1, 2)
+    fast = np.mean([_cost(_encode(kodak_crop, "fast", 3.0, seed=s)) for s in seeds])
+    qstep = np.mean([_cost(_encode(kodak_crop, "fast+qstep", 3.0, seed=s)) for s in seeds])
+    assert qstep <= fast * 1.005  # lower or equal, up to what is left of the noise
 
 
 def test_steps_reach_below_the_lowest_level(below_range: tuple[AdaptiveResult, AdaptiveResult]) -> None:

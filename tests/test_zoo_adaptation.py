@@ -92,7 +92,7 @@ def test_adapted_file_decodes_bit_exactly_in_a_fresh_process(
     src.write_bytes(adapted.data)
     script = (
         "import sys, numpy as np; from codec.coder import decode_image; from codec.zoo import Registry; "
-        "np.save(sys.argv[2], decode_image(open(sys.argv[1], 'rb').read(), registry=Registry()).rgb)"
+        "np.save(sys.argv[2], decode_image(open(sys.argv[1], 'rb').read(), registry=Registry(), bit_exact=True).rgb)"
     )
     env = {**os.environ, "TORCH_HOME": str(torch_home)}
     subprocess.run([sys.executable, "-c", script, str(src), str(out)], check=True, cwd=REPO, env=env, timeout=300)
