@@ -23,7 +23,9 @@ place (``--dry-run`` says which), so only the missing steps run. Files of any ot
 alone: a pending set never stands next to other weights. In session 13 (N=96 weights), one lane at a
 time on one core beside a training run (``OMP_NUM_THREADS=1``), it took about two hours: eval 7 min,
 adaptive eval 10, domain adapters 37, Kodak 6, adaptation 2 x 13, schedule 20, zoo reference 8 + 9
-(``lane_done`` keeps a finished lane); decode timing (2 min) wants an idle machine. The prose around the tables
+(``lane_done`` keeps a finished lane); decode timing (2 min) wants an idle machine. On the AVX2 CPU of
+sessions 14-15 (no native bf16, so the adaptive steps optimise in fp32), one or two at a time: eval 14 min,
+adaptive eval 27, domain adapters 69, adaptation 2 x 41, schedule 70, zoo reference 25 + 23. The prose around the tables
 quotes some of their numbers: read it again after a run.
 """
 

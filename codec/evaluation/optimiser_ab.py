@@ -8,7 +8,7 @@ levels) against the starting weights on the same crops, and tabulates it against
 since the run's schedule began, so runs of different step costs compare at equal time. A
 ``kodak_compare`` results file adds each run's final Kodak figures (24 full images, real coding).
 
-    python -m codec.evaluation.optimiser_ab --start codec/zoo/weights/candidates/default-next.pt \\
+    python -m codec.evaluation.optimiser_ab --start codec/zoo/weights/default.pt \\
         --run adam=runs/a --run soap=runs/b --kodak a.json b.json --out docs/bench/optimiser_ab.json
 """
 
