@@ -239,6 +239,7 @@ TABLES: dict[str, Table] = {
     "optimiser-ab": Table("optimiser_ab.json", optimiser_ab, stamped=False),
     "optimiser-ab-s12": Table("optimiser_ab_s12.json", optimiser_ab, stamped=False),
     "optimiser-ab-s13": Table("optimiser_ab_s13.json", optimiser_ab, stamped=False),
+    "optimiser-ab-s15": Table("optimiser_ab_s15.json", optimiser_ab, stamped=False),
     # the zoo family ran the fast schedule of the time (250 + 100 steps at lr 5e-3): compared with default on that one
     "zoo-adaptation": Table("zoo_adaptation_summary.json", zoo_vs_default, reference="adaptation_summary_fast250.json"),
 }

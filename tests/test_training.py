@@ -128,6 +128,21 @@ def test_the_shipped_weights_and_the_retired_ones_both_code(tmp_path: Path) -> N
         assert decode_image(out.data, reg, bit_exact=True).rgb.shape == (64, 80, 3)
 
 
+def test_the_candidate_weights_load_and_code() -> None:
+    """The candidate next default (today's default trained on) is the file its card describes."""
+    from codec.coder import decode_image
+    from codec.pipeline import EncodeRequest, encode
+    from codec.zoo import Registry, parse_checkpoint
+
+    weights = Path(__file__).resolve().parents[1] / "codec" / "zoo" / "weights" / "candidates" / "default-next.pt"
+    reg = Registry(checkpoints=[parse_checkpoint(f"next={weights}")])
+    assert reg.get("next").hash.hex() == "63d0a39d5ea5f212"  # the hash its model card states
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    out = encode(img, EncodeRequest(model="next", quality=3), registry=reg)
+    assert decode_image(out.data, reg, bit_exact=True).rgb.shape == (64, 80, 3)
+
+
 def test_bad_init_and_widen_are_one_line_errors(tmp_path: Path) -> None:
     weights = Path(__file__).resolve().parents[1] / "codec" / "zoo" / "weights" / "default.pt"
     args = train_default.build_parser().parse_args(["--init", str(tmp_path / "none.pt")])
